@@ -1,0 +1,54 @@
+"""The ``gemcaption`` command. Each sub-command group lives in its own module with a
+``register(subparsers)`` function that adds its parsers and sets ``func`` on them."""
+import argparse
+import importlib
+import os
+import sys
+
+from ..errors import GemcaptionError
+
+# Sub-command modules, in the order ``gemcaption --help`` lists them.
+COMMAND_MODULES = ["captioning", "retrieval", "classify", "serve"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gemcaption",
+        description="Caption gemstone, jewellery and everyday photos, and search them by image or text.",
+    )
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars or chatter")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as exc:  # a command group not built yet
+            if exc.name == f"{__name__}.{name}":
+                continue
+            raise
+        module.register(subparsers)
+    return parser
+
+
+def main(argv=None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        result = args.func(args)
+    except GemcaptionError as exc:
+        print(f"gemcaption: error: {exc}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as exc:
+        print(f"gemcaption: error: {exc.filename or exc}: no such file or directory", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("gemcaption: interrupted", file=sys.stderr)
+        return 130
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
