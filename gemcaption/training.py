@@ -1,0 +1,80 @@
+"""Training pieces: caption arrays, masked loss and accuracy, callbacks, history plot."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+from keras import ops
+
+
+def caption_array(captions_per_image, vocabulary, seq_len: int, max_captions: int | None = None) -> np.ndarray:
+    """Token ids (N, K, seq_len): K caption slots per image, empty slots all padding (masked out)."""
+    k = max((len(c) for c in captions_per_image), default=1)
+    k = max(1, min(k, max_captions) if max_captions else k)
+    out = np.zeros((len(captions_per_image), k, seq_len), np.int32)
+    for i, captions in enumerate(captions_per_image):
+        for j, caption in enumerate(list(captions)[:k]):
+            out[i, j] = vocabulary.encode(caption, seq_len)
+    return out
+
+
+@keras.saving.register_keras_serializable(package="gemcaption")
+def masked_loss(y_true, y_pred):
+    """Sparse categorical cross-entropy over non-padding target tokens (id 0 is padding)."""
+    y_true = ops.cast(y_true, "int32")
+    mask = ops.cast(ops.not_equal(y_true, 0), "float32")
+    loss = ops.sparse_categorical_crossentropy(y_true, y_pred, from_logits=True)
+    return ops.sum(loss * mask) / ops.maximum(ops.sum(mask), 1.0)
+
+
+@keras.saving.register_keras_serializable(package="gemcaption")
+def masked_accuracy(y_true, y_pred):
+    """Share of non-padding target tokens predicted exactly."""
+    y_true = ops.cast(y_true, "int32")
+    mask = ops.cast(ops.not_equal(y_true, 0), "float32")
+    hit = ops.cast(ops.equal(ops.cast(ops.argmax(y_pred, axis=-1), "int32"), y_true), "float32")
+    return ops.sum(hit * mask) / ops.maximum(ops.sum(mask), 1.0)
+
+
+class BestWeightsCheckpoint(keras.callbacks.Callback):
+    """Writes the model's weights whenever validation loss improves, so a crash loses nothing."""
+
+    def __init__(self, path, monitor="val_loss"):
+        super().__init__()
+        self.path, self.monitor, self.best = Path(path), monitor, np.inf
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if value is not None and value < self.best:
+            self.best = value
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_name(self.path.stem + ".tmp" + "".join(self.path.suffixes))
+            self.model.save_weights(tmp)
+            tmp.replace(self.path)
+
+
+def write_history(history: dict, directory: str | Path) -> None:
+    """``history.json`` and ``training.png`` (loss and token accuracy per epoch) in ``directory``."""
+    directory = Path(directory)
+    (directory / "history.json").write_text(json.dumps(history, indent=1))
+    if not history.get("loss"):
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    epochs = range(1, len(history["loss"]) + 1)
+    for ax, key, title in ((axes[0], "loss", "masked cross-entropy"), (axes[1], "masked_accuracy", "token accuracy")):
+        for prefix, style in (("", "-o"), ("val_", "--s")):
+            if history.get(prefix + key):
+                ax.plot(epochs, history[prefix + key], style, label="validation" if prefix else "train")
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(directory / "training.png", dpi=80)
+    plt.close(fig)
