@@ -1,0 +1,12 @@
+"""Input checks shared by the evaluation modules."""
+from ..errors import GemcaptionError
+
+
+class EvaluationError(GemcaptionError, ValueError):
+    """Inputs to a metric are malformed: wrong shapes, NaN scores, mismatched lengths, nothing to score."""
+
+
+def check_same_length(name_a: str, a, name_b: str, b) -> None:
+    """Raise :class:`EvaluationError` unless ``a`` and ``b`` have the same length."""
+    if len(a) != len(b):
+        raise EvaluationError(f"{name_a} has {len(a)} entries but {name_b} has {len(b)}")

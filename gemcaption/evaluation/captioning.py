@@ -1,0 +1,129 @@
+"""Caption metrics: corpus BLEU-1..4, TF-IDF cosine, and METEOR when WordNet is installed locally.
+
+Every caption is tokenised with :func:`gemcaption.text.tokenize` (lower case, punctuation dropped,
+accents kept), so no nltk data is downloaded. BLEU is nltk's ``corpus_bleu`` without smoothing, the
+usual convention for published corpus-level figures: if a hypothesis corpus has no matching n-gram of
+some order, BLEU at that order and above is 0.
+"""
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+
+from ..text import tokenize
+from ._checks import EvaluationError, check_same_length
+
+BLEU_WEIGHTS = {
+    1: (1.0,),
+    2: (0.5, 0.5),
+    3: (1 / 3, 1 / 3, 1 / 3),
+    4: (0.25, 0.25, 0.25, 0.25),
+}
+
+
+def _check_inputs(references: Sequence[Sequence[str]], hypotheses: Sequence[str]) -> None:
+    check_same_length("references", references, "hypotheses", hypotheses)
+    if len(hypotheses) == 0:
+        raise EvaluationError("no captions to score")
+    if isinstance(hypotheses, str):
+        raise EvaluationError("hypotheses must be a list of captions, not one string")
+    for i, refs in enumerate(references):
+        if isinstance(refs, str) or len(refs) == 0:
+            raise EvaluationError(f"references[{i}] must be a non-empty list of captions")
+
+
+def bleu(references: Sequence[Sequence[str]], hypotheses: Sequence[str]) -> dict:
+    """Corpus BLEU-1..4 in [0, 1] as ``bleu1``..``bleu4`` (no smoothing, cumulative uniform weights).
+
+    ``references[i]`` is the list of reference captions of image i, ``hypotheses[i]`` its generated one.
+    """
+    from nltk.translate.bleu_score import corpus_bleu, modified_precision
+
+    _check_inputs(references, hypotheses)
+    refs = [[tokenize(r) for r in group] for group in references]
+    hyps = [tokenize(h) for h in hypotheses]
+    # nltk returns ~1e-77 instead of 0 when an order has no match; count matches to return an exact 0.
+    matched = {n: sum(modified_precision(r, h, n).numerator for r, h in zip(refs, hyps)) for n in BLEU_WEIGHTS}
+    out = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # nltk warns when an n-gram order has no match
+        for n, weights in BLEU_WEIGHTS.items():
+            if any(matched[i] == 0 for i in range(1, n + 1)):
+                out[f"bleu{n}"] = 0.0
+            else:
+                out[f"bleu{n}"] = float(corpus_bleu(refs, hyps, weights=weights))
+    return out
+
+
+def tfidf_cosine(references: Sequence[Sequence[str]], hypotheses: Sequence[str]) -> dict:
+    """TF-IDF cosine between each generated caption and its references.
+
+    One scikit-learn ``TfidfVectorizer`` (default smooth idf, l2-normalised rows, tokenizer
+    :func:`gemcaption.text.tokenize`) is fitted on all references plus all hypotheses. Returns
+    ``tfidf_cosine``: mean over images of the best cosine over that image's references, and
+    ``tfidf_cosine_mean``: mean over images of the mean cosine over its references. A caption with no
+    known word has a zero vector and cosine 0.
+    """
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    _check_inputs(references, hypotheses)
+    flat_refs = [r for group in references for r in group]
+    owner = np.repeat(np.arange(len(references)), [len(g) for g in references])
+    vectorizer = TfidfVectorizer(tokenizer=tokenize, lowercase=False, token_pattern=None)
+    try:
+        vectorizer.fit(list(flat_refs) + list(hypotheses))
+    except ValueError as err:  # empty vocabulary
+        raise EvaluationError(f"TF-IDF needs at least one word in the captions: {err}") from err
+    ref_vectors = vectorizer.transform(flat_refs)
+    hyp_vectors = vectorizer.transform(list(hypotheses))
+    # cosine of each reference with the hypothesis of its own image (rows are l2-normalised)
+    cosines = np.asarray(ref_vectors.multiply(hyp_vectors[owner]).sum(axis=1)).ravel()
+    best = np.full(len(references), -np.inf)
+    np.maximum.at(best, owner, cosines)
+    mean = np.bincount(owner, weights=cosines, minlength=len(references)) / np.bincount(owner)
+    return {"tfidf_cosine": float(np.mean(best)), "tfidf_cosine_mean": float(np.mean(mean))}
+
+
+def wordnet_available() -> bool:
+    """True when nltk finds WordNet data locally (never downloads)."""
+    import nltk
+
+    for resource in ("corpora/wordnet", "corpora/wordnet.zip"):
+        try:
+            nltk.data.find(resource)
+            return True
+        except LookupError:
+            continue
+    return False
+
+
+METEOR_UNAVAILABLE = ("METEOR not computed: nltk WordNet data is not installed locally "
+                      "(nltk.data.find('corpora/wordnet') failed; nothing is downloaded)")
+
+
+def meteor(references: Sequence[Sequence[str]], hypotheses: Sequence[str], wordnet=None):
+    """Mean nltk METEOR over images, or ``None`` when WordNet is not available locally.
+
+    Returns ``(score or None, note)``. ``wordnet`` may be given (an object with nltk's WordNet reader
+    interface); otherwise nltk's local WordNet is used if ``nltk.data.find`` finds it.
+    """
+    _check_inputs(references, hypotheses)
+    if wordnet is None:
+        if not wordnet_available():
+            return None, METEOR_UNAVAILABLE
+        from nltk.corpus import wordnet
+    from nltk.translate.meteor_score import meteor_score
+
+    scores = [meteor_score([tokenize(r) for r in refs], tokenize(hyp), wordnet=wordnet)
+              for refs, hyp in zip(references, hypotheses)]
+    return float(np.mean(scores)), "METEOR: nltk meteor_score on gemcaption.text.tokenize tokens, mean over images"
+
+
+def caption_metrics(references: Sequence[Sequence[str]], hypotheses: Sequence[str]) -> dict:
+    """BLEU-1..4, TF-IDF cosine (best and mean over references), METEOR (or None) and its note."""
+    out = {**bleu(references, hypotheses), **tfidf_cosine(references, hypotheses)}
+    out["meteor"], out["meteor_note"] = meteor(references, hypotheses)
+    out["n_images"] = len(hypotheses)
+    return out

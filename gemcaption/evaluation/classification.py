@@ -1,0 +1,122 @@
+"""Classification metrics, a plain-text report, and a confusion-matrix PNG (matplotlib, Agg)."""
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ._checks import EvaluationError, check_same_length
+
+
+def _plain(value):
+    """numpy scalar -> Python scalar, so that the metrics are JSON-able."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def classification_metrics(y_true: Sequence[Hashable], y_pred: Sequence[Hashable],
+                           labels: Sequence[Hashable] | None = None) -> dict:
+    """Accuracy, macro precision/recall/F1, weighted F1, per-class figures and the confusion matrix.
+
+    ``labels`` fixes the class order (default: sorted union of true and predicted labels); every label
+    of ``y_true`` and ``y_pred`` must be in it. Macro averages run over all of ``labels``, including
+    classes absent from ``y_true``. A precision or recall whose denominator is 0 counts as 0.
+    The confusion matrix is a list of lists, rows = true class, columns = predicted class.
+    """
+    from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
+
+    y_true, y_pred = [_plain(y) for y in y_true], [_plain(y) for y in y_pred]
+    check_same_length("y_true", y_true, "y_pred", y_pred)
+    if not y_true:
+        raise EvaluationError("no predictions to score")
+    if labels is None:
+        labels = sorted(set(y_true) | set(y_pred))
+    labels = [_plain(label) for label in labels]
+    unknown = (set(y_true) | set(y_pred)) - set(labels)
+    if unknown:
+        raise EvaluationError(f"labels not in the label list: {sorted(map(str, unknown))[:10]}")
+    if len(set(labels)) != len(labels):
+        raise EvaluationError("labels contains duplicates")
+    # sklearn needs one type; map labels to their positions.
+    index = {label: i for i, label in enumerate(labels)}
+    t = np.array([index[y] for y in y_true])
+    p = np.array([index[y] for y in y_pred])
+    positions = list(range(len(labels)))
+    precision, recall, f1, support = precision_recall_fscore_support(
+        t, p, labels=positions, average=None, zero_division=0)
+    return {
+        "accuracy": float(np.mean(t == p)),
+        "macro_precision": float(np.mean(precision)),
+        "macro_recall": float(np.mean(recall)),
+        "macro_f1": float(np.mean(f1)),
+        "weighted_f1": float(f1_score(t, p, labels=positions, average="weighted", zero_division=0)),
+        "n_samples": len(t),
+        "labels": labels,
+        "per_class": [
+            {"label": label, "precision": float(pr), "recall": float(rc), "f1": float(f), "support": int(s)}
+            for label, pr, rc, f, s in zip(labels, precision, recall, f1, support)
+        ],
+        "confusion_matrix": confusion_matrix(t, p, labels=positions).tolist(),
+    }
+
+
+def format_report(metrics: dict, digits: int = 3) -> str:
+    """Plain-text table of per-class precision/recall/F1/support, then the averages and accuracy."""
+    rows = metrics["per_class"]
+    width = max([len(str(r["label"])) for r in rows] + [len("weighted avg")])
+    head = f"{'':<{width}}  {'precision':>9}  {'recall':>9}  {'f1':>9}  {'support':>7}"
+    lines = [head, ""]
+    for r in rows:
+        lines.append(f"{str(r['label']):<{width}}  {r['precision']:>9.{digits}f}  {r['recall']:>9.{digits}f}"
+                     f"  {r['f1']:>9.{digits}f}  {r['support']:>7d}")
+    total = metrics["n_samples"]
+    lines += ["",
+              f"{'accuracy':<{width}}  {'':>9}  {'':>9}  {metrics['accuracy']:>9.{digits}f}  {total:>7d}",
+              f"{'macro avg':<{width}}  {metrics['macro_precision']:>9.{digits}f}"
+              f"  {metrics['macro_recall']:>9.{digits}f}  {metrics['macro_f1']:>9.{digits}f}  {total:>7d}",
+              f"{'weighted avg':<{width}}  {'':>9}  {'':>9}  {metrics['weighted_f1']:>9.{digits}f}  {total:>7d}"]
+    return "\n".join(lines)
+
+
+def save_confusion_matrix_png(matrix, labels: Sequence[Hashable], path, normalize: bool = True,
+                              title: str | None = None) -> Path:
+    """Write the confusion matrix (rows = true) as a PNG; with ``normalize`` each row sums to 1.
+
+    The figure grows with the number of classes and the fonts shrink, so 68 classes stay readable;
+    cell values are printed only up to 25 classes. Uses matplotlib's Agg canvas (no display needed).
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    matrix = np.asarray(matrix, dtype=np.float64)
+    n = len(labels)
+    if matrix.shape != (n, n):
+        raise EvaluationError(f"confusion matrix has shape {matrix.shape}, expected ({n}, {n})")
+    if normalize:
+        sums = matrix.sum(axis=1, keepdims=True)
+        matrix = np.divide(matrix, sums, out=np.zeros_like(matrix), where=sums > 0)
+    side = max(5.0, 0.2 * n + 3.0)
+    font = 9 if n <= 25 else 6 if n <= 50 else 5
+    figure = Figure(figsize=(side, side * 0.92), dpi=110 if n <= 25 else 150)
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    image = axes.imshow(matrix, cmap="Blues", vmin=0, vmax=1 if normalize else None, interpolation="nearest")
+    figure.colorbar(image, ax=axes, fraction=0.046, pad=0.02)
+    names = [str(label) for label in labels]
+    axes.set_xticks(range(n), names, rotation=90, fontsize=font)
+    axes.set_yticks(range(n), names, fontsize=font)
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("true")
+    axes.set_title(title or ("confusion matrix (rows normalised)" if normalize else "confusion matrix"))
+    if n <= 25:
+        threshold = matrix.max() / 2 if matrix.size else 0
+        for i in range(n):
+            for j in range(n):
+                text = f"{matrix[i, j]:.2f}" if normalize else f"{int(matrix[i, j])}"
+                axes.text(j, i, text, ha="center", va="center", fontsize=font - 1,
+                          color="white" if matrix[i, j] > threshold else "black")
+    figure.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, format="png")
+    return path
