@@ -17,6 +17,7 @@ from functools import lru_cache
 from importlib import resources
 
 _TABLE = "gemstones.csv"
+__all__ = ["GEMSTONE_CLASSES", "canonical_label", "describe_gemstone", "gemstone_classes", "normalize_label"]
 
 
 def normalize_label(label: str) -> str:
@@ -54,7 +55,5 @@ def describe_gemstone(label: str) -> str:
     return f"a {name} gemstone" if name else "a gemstone"
 
 
-def __getattr__(name):  # GEMSTONE_CLASSES is read from the table on first use
-    if name == "GEMSTONE_CLASSES":
-        return tuple(gemstone_classes())
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+GEMSTONE_CLASSES: tuple[str, ...] = tuple(gemstone_classes())
+"""The 87 class names of the Kaggle "Gemstones Images" set, sorted."""
