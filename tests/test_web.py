@@ -1,0 +1,196 @@
+"""The search web app's API and safety rules, through Flask's test client and a fake retriever."""
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from gemcaption.index import Hit
+from gemcaption.index_metadata import Record
+from gemcaption.web import create_app
+
+
+def png_bytes(color, size=16) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (size, size), color).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+class FakeCaptioner:
+    def caption(self, images, beam_width=1):
+        return ["a red stone" if np.asarray(img)[..., 0].mean() > 128 else "a blue stone" for img in images]
+
+
+class FakeRetriever:
+    """Two indexed images; text search matches words, image search captions by colour."""
+
+    def __init__(self, tmp_path):
+        self.captioner = FakeCaptioner()
+        self.beam_width = 1
+        red, blue = tmp_path / "red.png", tmp_path / "blue.png"
+        red.write_bytes(png_bytes("red"))
+        blue.write_bytes(png_bytes("blue"))
+        self.records = {0: Record(0, str(red), "h0", "a red stone", ("a ruby",), "ruby"),
+                        1: Record(1, str(blue), "h1", "a blue stone", ("a sapphire",), "sapphire"),
+                        2: Record(2, None, "h2", "a green stone", (), None),
+                        3: Record(3, str(tmp_path / "secret.txt"), "h3", "not an image", (), None)}
+        (tmp_path / "secret.txt").write_text("secret")
+        self.queries = []
+
+    def __len__(self):
+        return len(self.records)
+
+    def get(self, item_id):
+        return self.records[int(item_id)]
+
+    def search_text(self, text, k=10):
+        self.queries.append(("text", text, k))
+        words = set(text.lower().split())
+        scored = [(len(words & set(r.caption.split())) / 3, r) for r in self.records.values()]
+        scored.sort(key=lambda pair: -pair[0])
+        return [Hit(r.id, r.image, s, r.caption, r.references, r.label) for s, r in scored[:k]]
+
+    def search_image(self, image, k=10):
+        self.queries.append(("image", image, k))
+        if isinstance(image, str):
+            image = Image.open(image)
+        return self.search_text(self.captioner.caption([image])[0], k)
+
+
+@pytest.fixture
+def fake(tmp_path):
+    return FakeRetriever(tmp_path)
+
+
+@pytest.fixture
+def client(fake):
+    app = create_app(fake, max_upload_bytes=4096)
+    app.testing = True
+    return app.test_client()
+
+
+def test_page_has_image_and_text_search(client):
+    page = client.get("/")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert 'type="file"' in html and 'id="text-input"' in html and "4 indexed images" in html
+    assert client.get("/static/app.js").status_code == 200
+
+
+def test_text_search_returns_ranked_hits_with_image_urls(client, fake):
+    response = client.post("/api/search", json={"text": "red stone", "k": 2})
+    assert response.status_code == 200
+    data = response.get_json()
+    assert data["query"] == {"kind": "text", "text": "red stone"}
+    assert [hit["id"] for hit in data["results"]] == [0, 1]
+    first = data["results"][0]
+    assert first["caption"] == "a red stone" and first["captions"] == ["a ruby"] and first["label"] == "ruby"
+    assert first["image_url"] == "/images/0" and first["rank"] == 1
+    assert first["score"] > data["results"][1]["score"]
+    assert fake.queries[-1] == ("text", "red stone", 2)
+
+
+def test_image_upload_is_captioned_and_searched(client, fake):
+    response = client.post("/api/search", data={"image": (io.BytesIO(png_bytes("blue")), "q.png"), "k": "1"},
+                           content_type="multipart/form-data")
+    assert response.status_code == 200, response.get_data(as_text=True)
+    data = response.get_json()
+    assert data["query"]["kind"] == "image" and data["query"]["caption"] == "a blue stone"
+    assert [hit["id"] for hit in data["results"]] == [1]
+    kind, image, k = fake.queries[0]
+    assert kind == "image" and isinstance(image, Image.Image) and k == 1  # decoded in memory, not a path
+
+
+def test_search_by_indexed_id(client, fake):
+    data = client.post("/api/search", json={"id": 0, "k": 1}).get_json()
+    assert data["query"]["kind"] == "id" and data["results"][0]["id"] == 0
+    assert fake.queries[0][0] == "image" and fake.queries[0][1].endswith("red.png")
+    assert client.post("/api/search", json={"id": 2, "k": 1}).status_code == 200  # no file: by its caption
+    assert client.post("/api/search", json={"id": 99}).status_code == 404
+
+
+def test_non_image_upload_is_refused_with_400(client, fake):
+    response = client.post("/api/search", data={"image": (io.BytesIO(b"#!/bin/sh\necho hi\n"), "x.png")},
+                           content_type="multipart/form-data")
+    assert response.status_code == 400
+    assert "not an image" in response.get_json()["error"]
+    empty = client.post("/api/search", data={"image": (io.BytesIO(b""), "e.png")}, content_type="multipart/form-data")
+    assert empty.status_code == 400 and "empty" in empty.get_json()["error"]
+    assert not fake.queries
+
+
+def test_pickle_upload_is_never_unpickled(client, tmp_path):
+    import pickle
+
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (marker.write_text, ("x",))
+
+    response = client.post("/api/search", data={"image": (io.BytesIO(pickle.dumps(Payload())), "x.pkl")},
+                           content_type="multipart/form-data")
+    assert response.status_code == 400 and not marker.exists()
+
+
+def test_oversized_upload_gets_413(client, fake):
+    rng = np.random.default_rng(0)
+    noise = Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8))
+    buffer = io.BytesIO()
+    noise.save(buffer, "PNG")
+    assert len(buffer.getvalue()) > 4096
+    response = client.post("/api/search", data={"image": (io.BytesIO(buffer.getvalue()), "big.png")},
+                           content_type="multipart/form-data")
+    assert response.status_code == 413
+    assert "too large" in response.get_json()["error"]
+    assert not fake.queries
+
+
+@pytest.mark.parametrize("body, message", [
+    ({"text": "   "}, "empty"),
+    ({"text": "red", "k": 0}, "between"),
+    ({"text": "red", "k": "many"}, "whole number"),
+    ({"text": "red", "k": 1000}, "between"),
+    ({"id": "zero"}, "integer"),
+    ({"text": "x" * 2000}, "longer"),
+    (["red"], "JSON"),
+])
+def test_bad_queries_get_400_with_a_reason(client, body, message):
+    response = client.post("/api/search", data=json.dumps(body), content_type="application/json")
+    assert response.status_code == 400
+    assert message in response.get_json()["error"]
+
+
+def test_missing_form_field_gets_400(client):
+    response = client.post("/api/search", data={"k": "3"}, content_type="multipart/form-data")
+    assert response.status_code == 400 and "'image'" in response.get_json()["error"]
+
+
+def test_only_indexed_images_are_served_by_id(client, tmp_path):
+    served = client.get("/images/0")
+    assert served.status_code == 200 and served.mimetype == "image/png"
+    assert served.get_data() == (tmp_path / "red.png").read_bytes()
+    assert client.get("/images/2").status_code == 404   # indexed from memory: no file
+    assert client.get("/images/3").status_code == 404   # not an image file
+    assert client.get("/images/42").status_code == 404
+    for path in ("/images/-1", "/images/..%2fsecret.txt", "/images/../secret.txt", "/images/red.png",
+                 f"/images/{tmp_path}/red.png", "/static/../../secret.txt"):
+        response = client.get(path)
+        assert response.status_code == 404, path
+        assert b"secret" not in response.get_data()
+
+
+def test_unknown_api_route_answers_json(client):
+    response = client.get("/api/nothing")
+    assert response.status_code == 404 and "error" in response.get_json()
+    assert client.get("/api/info").get_json()["indexed"] == 4
+
+
+def test_serve_command_refuses_bad_options_and_detects_loopback():
+    from gemcaption.cli import main
+    from gemcaption.cli.serve import is_loopback
+
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.2")
+    assert main(["serve", "--index", "idx", "--port", "70000"]) == 2
