@@ -10,7 +10,8 @@ from PIL import Image
 
 from gemcaption.evaluation import (EvaluationError, aggregate_max, bleu, caption_metrics,
                                    category_retrieval_metrics, chance_levels_one_query,
-                                   classification_metrics, format_report, meteor, retrieval_metrics,
+                                   classification_metrics, format_report, format_retrieval_table, meteor,
+                                   retrieval_metrics,
                                    same_item_relevance, same_label_relevance, save_confusion_matrix_png,
                                    tfidf_cosine)
 from gemcaption.evaluation import captioning
@@ -57,6 +58,15 @@ def test_retrieval_chance_levels_by_hand():
     assert m["chance_p10"] == pytest.approx((0.2 + 0.1 + 0.2) / 3)
     # pooled P(first <= 1) = (0.5 + 0.5 + 0.25) / 3 < 1/2, P(first <= 2) > 1/2
     assert m["chance_medr"] == 2
+
+
+def test_retrieval_table_puts_chance_beside_each_figure():
+    lines = format_retrieval_table(retrieval_metrics(SCORES, RELEVANT), "toy").splitlines()
+    assert lines[0] == "toy"
+    row = next(line for line in lines if line.startswith("mAP"))
+    assert row.split()[1:] == [f"{(1 / 2 + 1 / 3 + 1) / 3:.4f}", f"{retrieval_metrics(SCORES, RELEVANT)['chance_map']:.4f}"]
+    assert any(line.startswith("median rank") for line in lines)
+    assert "1 skipped" in lines[-1]
 
 
 def test_chance_levels_one_query_closed_forms():

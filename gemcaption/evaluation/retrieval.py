@@ -255,3 +255,21 @@ def category_retrieval_metrics(scores, labels: Sequence[Hashable], ks=DEFAULT_KS
     check_same_length("scores rows", scores, "labels", labels)
     relevant = same_label_relevance(labels, labels, exclude_self=True)
     return retrieval_metrics(scores, relevant, ks=ks, precision_ks=precision_ks, **kwargs)
+
+
+_DISPLAY_NAMES = {"map": "mAP", "mrr": "MRR", "medr": "median rank"}
+
+
+def format_retrieval_table(metrics: dict, title: str | None = None) -> str:
+    """Plain-text table: one line per figure with its chance level beside it."""
+    keys = [k for k in metrics if not k.startswith("chance_") and f"chance_{k}" in metrics]
+    names = {k: _DISPLAY_NAMES.get(k, f"R@{k[1:]}" if k.startswith("r") else f"P@{k[1:]}") for k in keys}
+    width = max(len(n) for n in names.values())
+    lines = [title] if title else []
+    lines.append(f"{'metric':<{width}}  {'value':>9}  {'chance':>9}")
+    for k in keys:
+        lines.append(f"{names[k]:<{width}}  {metrics[k]:>9.4f}  {metrics['chance_' + k]:>9.4f}"
+                     if k != "medr" else f"{names[k]:<{width}}  {metrics[k]:>9.1f}  {metrics['chance_' + k]:>9.1f}")
+    lines.append(f"({metrics['n_queries']} queries, {metrics['n_skipped']} skipped without a relevant item, "
+                 f"gallery of {metrics['gallery_size']})")
+    return "\n".join(lines)

@@ -1,0 +1,119 @@
+"""The evaluation protocols behind ``gemcaption evaluate`` and the benchmarks (text: docs/evaluation.md).
+
+On one split of a dataset, every readable image is captioned once (``beam_width``), then:
+
+* captioning: corpus BLEU-1..4 and TF-IDF cosine of the generated captions against the references;
+* ``i2t`` (image -> caption -> image): each image is a query; its generated caption's embedding is
+  ranked against the gallery of the split's images, each represented by the L2-normalised mean of
+  its reference captions' embeddings; relevant = the query image itself;
+* ``t2i`` (text -> image): each reference caption is a query against the gallery of the split's
+  images represented by their generated captions' embeddings; relevant = the caption's own image;
+* ``cat`` (when the images have labels): leave-one-out within the split, images represented by
+  their generated captions' embeddings; relevant = same label; mAP and precision@10.
+
+Embeddings come from the retriever's caption embedder (cosine = dot product), fitted on the
+dataset's ``train`` split reference captions, or, when there is none, on the evaluated split's
+references (said in ``embedder_fitted_on``). Every ranking figure has its chance level beside it
+(``<name>_chance``): the expectation under a uniformly random ranking.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..embedders import build_embedder, l2_normalize
+from ..errors import DatasetError
+from .captioning import bleu, tfidf_cosine
+from .retrieval import category_retrieval_metrics, retrieval_metrics, same_item_relevance
+
+RANK_KEYS = ("r1", "r5", "r10", "map", "medr")
+
+
+def _prefixed(prefix: str, metrics: dict, keys) -> dict:
+    out = {}
+    for key in keys:
+        out[f"{prefix}_{key}"] = metrics[key]
+        out[f"{prefix}_{key}_chance"] = metrics[f"chance_{key}"]
+    return out
+
+
+def mean_embeddings(embedder, groups) -> np.ndarray:
+    """One vector per group of captions: the L2-normalised mean of their embeddings."""
+    groups = [list(g) for g in groups]
+    flat = embedder.transform([c for g in groups for c in g])
+    bounds = np.cumsum([0] + [len(g) for g in groups])
+    return l2_normalize(np.stack([flat[a:b].mean(axis=0) for a, b in zip(bounds[:-1], bounds[1:])]))
+
+
+def retrieval_figures(generated, references=None, labels=None, embedder=None) -> dict:
+    """``i2t_*``, ``t2i_*`` (when ``references``) and ``cat_*`` (when ``labels``) for one split.
+
+    ``generated[i]`` is image i's generated caption, ``references[i]`` its reference captions,
+    ``labels[i]`` its label; ``embedder`` is a fitted caption embedder (default: TF-IDF + SVD
+    fitted on the references, or on the generated captions when there are none).
+    """
+    generated = list(generated)
+    if not generated:
+        raise DatasetError("no captioned images to evaluate")
+    has_refs = references is not None and all(len(r) for r in references)
+    if embedder is None:
+        embedder = build_embedder().fit([c for r in references for c in r] if has_refs else generated)
+    out: dict = {}
+    generated_vectors = embedder.transform(generated)
+    if has_refs:
+        references = [list(r) for r in references]
+        gallery = mean_embeddings(embedder, references)
+        items = list(range(len(generated)))
+        i2t = retrieval_metrics(generated_vectors @ gallery.T, same_item_relevance(items, items))
+        owners = [i for i, refs in enumerate(references) for _ in refs]
+        query_vectors = embedder.transform([c for refs in references for c in refs])
+        t2i = retrieval_metrics(query_vectors @ generated_vectors.T, same_item_relevance(owners, items))
+        out.update(_prefixed("i2t", i2t, RANK_KEYS))
+        out.update(_prefixed("t2i", t2i, RANK_KEYS))
+        out["t2i_queries"] = t2i["n_queries"]
+    if labels is not None and all(label is not None for label in labels) and len(set(labels)) < len(labels):
+        cat = category_retrieval_metrics(generated_vectors @ generated_vectors.T, list(labels))
+        out.update(_prefixed("cat", cat, ("map", "p10")))
+        out["cat_queries"] = cat["n_queries"]  # images whose label occurs at least twice
+    return out
+
+
+def evaluate_split(captioner, dataset, split: str = "test", beam_width: int = 1, embedder=None,
+                   progress: bool = True) -> dict:
+    """Captioning and retrieval figures of ``captioner`` on ``dataset.split(split)`` (module doc)."""
+    if split not in set(dataset.splits):
+        raise DatasetError(f"dataset {dataset.name!r} has no split {split!r} (splits: {sorted(dataset.splits)})")
+    part = dataset.split(split)
+    captions = captioner.caption(part.images, beam_width=beam_width, progress=progress)
+    kept = [i for i, text in enumerate(captions) if text is not None]
+    if not kept:
+        raise DatasetError(f"none of the {len(part)} images of split {split!r} could be read")
+    generated = [captions[i] for i in kept]
+    references = [tuple(part.captions[i]) for i in kept]
+    labels = [part.samples[i].label for i in kept]
+    has_refs = all(len(r) for r in references)
+    fitted_on = "given"
+    if embedder is None:
+        train = [c for refs in dataset.split("train").captions for c in refs] if "train" in dataset.splits else []
+        fit_texts, fitted_on = (train, "train references") if train else (
+            ([c for r in references for c in r], f"{split} references") if has_refs else (generated, f"{split} generated"))
+        embedder = build_embedder().fit(fit_texts)
+    figures = {"split": split, "images": len(part), "unreadable": len(part) - len(kept), "beam_width": beam_width}
+    if has_refs:
+        figures.update(bleu(references, generated))
+        figures["tfidf_cosine"] = tfidf_cosine(references, generated)["tfidf_cosine"]
+    figures.update(retrieval_figures(generated, references if has_refs else None, labels, embedder))
+    figures["embedder"] = embedder.config()["kind"]
+    figures["embedder_fitted_on"] = fitted_on
+    return figures
+
+
+def format_report(figures: dict) -> str:
+    """The figures as aligned ``name  value  (chance)`` lines."""
+    lines = []
+    for key, value in figures.items():
+        if key.endswith("_chance"):
+            continue
+        chance = figures.get(f"{key}_chance")
+        shown = f"{value:.4f}" if isinstance(value, float) else str(value)
+        lines.append(f"{key:20s} {shown:>10s}" + (f"   (chance {chance:.4f})" if chance is not None else ""))
+    return "\n".join(lines)
