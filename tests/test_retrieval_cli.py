@@ -77,3 +77,70 @@ def test_index_build_from_a_folder(tmp_path, capsys, monkeypatch):
     assert len(Retriever.load(out)) == 2
     assert main(["index", "build", "--model", str(tmp_path / "no-model"), "--images", str(tmp_path / "photos"),
                  "--out", str(out)]) == 2
+
+
+def write_manifest(tmp_path):
+    """A CSV dataset whose reference captions are what the fake captioner says, with labels."""
+    specs = [("ruby", (230, 40, 30), "a bright red stone", "Ruby", "test"),
+             ("garnet", (100, 15, 10), "a dark red stone", "Ruby", "test"),
+             ("emerald", (20, 200, 40), "a bright green stone", "Emerald", "test"),
+             ("sapphire", (20, 30, 220), "a bright blue stone", "Sapphire", "test"),
+             ("spinel", (200, 30, 60), "a pink red gem", "Ruby", "train"),
+             ("jade", (30, 120, 40), "a green jade carving", "Emerald", "train")]
+    rows = ["image,caption,label,split"]
+    for i, (name, rgb, caption, label, split) in enumerate(specs):
+        make_image(tmp_path / f"{name}.png", rgb, i)
+        rows.append(f"{name}.png,{caption},{label},{split}")
+    rows.append("ruby.png,a shiny red gem,Ruby,test")
+    (tmp_path / "data.csv").write_text("\n".join(rows) + "\n")
+    return f"csv:{tmp_path / 'data.csv'}"
+
+
+def test_evaluate_json_has_every_figure_and_chance_levels(tmp_path, capsys, monkeypatch):
+    import gemcaption.captioner
+
+    monkeypatch.setattr(gemcaption.captioner.Captioner, "load", FakeCaptioner.load)
+    FakeCaptioner().save(tmp_path / "model")
+    spec = write_manifest(tmp_path)
+    assert main(["-q", "evaluate", "--model", str(tmp_path / "model"), "--data", spec, "--json"]) == 0
+    figures = json.loads(capsys.readouterr().out)
+    expected = {"bleu1", "bleu2", "bleu3", "bleu4", "tfidf_cosine", "cat_map", "cat_p10"}
+    expected |= {f"{d}_{m}" for d in ("i2t", "t2i") for m in ("r1", "r5", "r10", "map", "medr")}
+    assert expected <= set(figures) and figures["images"] == 4 and figures["embedder_fitted_on"] == "train references"
+    assert figures["bleu1"] == pytest.approx(1.0)  # every generated caption equals a reference
+    # "bright"/"dark" are not in the train-split vocabulary: the two red stones tie, the first wins
+    assert figures["t2i_r1"] == pytest.approx(4 / 5) and figures["t2i_r5"] == 1.0 and figures["t2i_medr"] == 1.0
+    assert figures["i2t_r10"] == 1.0 and figures["i2t_r1_chance"] == pytest.approx(0.25)
+    assert figures["cat_queries"] == 2 and figures["cat_map"] == 1.0  # the two reds find each other first
+    assert figures["cat_map_chance"] == pytest.approx((1 + 1 / 2 + 1 / 3) / 3)
+    assert main(["evaluate", "--model", str(tmp_path / "model"), "--data", spec, "--split", "nope"]) == 2
+    assert main(["-q", "evaluate", "--model", str(tmp_path / "model"), "--data", spec]) == 0
+    assert "(chance 0.2500)" in capsys.readouterr().out
+
+
+def test_index_build_from_a_dataset_split(tmp_path, monkeypatch):
+    import gemcaption.captioner
+
+    monkeypatch.setattr(gemcaption.captioner.Captioner, "load", FakeCaptioner.load)
+    FakeCaptioner().save(tmp_path / "model")
+    spec = write_manifest(tmp_path)
+    out = tmp_path / "idx"
+    assert main(["-q", "index", "build", "--model", str(tmp_path / "model"), "--data", spec, "--split", "test",
+                 "--out", str(out), "--dim", "8"]) == 0
+    retriever = Retriever.load(out)
+    assert len(retriever) == 4 and "jade" in retriever.embedder.vocabulary  # fitted on the train split
+    hit = retriever.search("shiny gem", k=1)[0]
+    assert hit.label == "Ruby" and "a shiny red gem" in hit.captions
+
+
+def test_retrieval_figures_on_hand_made_captions():
+    from gemcaption.evaluation.protocols import retrieval_figures
+
+    generated = ["a red ruby", "a blue sapphire", "a green emerald", "a red garnet"]
+    references = [("a red ruby",), ("a blue sapphire", "blue gem"), ("a green emerald",), ("a dark red garnet",)]
+    figures = retrieval_figures(generated, references, labels=["red", "blue", "green", "red"])
+    assert figures["i2t_r1"] == 1.0 and figures["t2i_queries"] == 5
+    assert figures["t2i_r5"] == 1.0 and figures["i2t_medr_chance"] == 2.5
+    assert figures["cat_map"] == 1.0 and figures["cat_queries"] == 2  # blue, green: no other same-label item
+    swapped = retrieval_figures(generated[::-1], references, labels=None)
+    assert swapped["i2t_r1"] < 1.0 and "cat_map" not in swapped
