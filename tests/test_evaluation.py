@@ -234,6 +234,7 @@ def test_classification_metrics_by_hand():
     assert m["labels"] == ["a", "b", "c"]
     assert m["confusion_matrix"] == [[2, 0, 0], [1, 0, 0], [0, 0, 1]]
     assert m["accuracy"] == 0.75
+    assert m["chance_accuracy"] == pytest.approx(1 / 3) and m["majority_accuracy"] == 0.5
     # a: P = 2/3, R = 1, F1 = 0.8; b: all 0 (zero division -> 0); c: all 1
     assert m["macro_precision"] == pytest.approx((2 / 3 + 0 + 1) / 3)
     assert m["macro_recall"] == pytest.approx(2 / 3)
@@ -261,6 +262,7 @@ def test_format_report_lists_every_class():
     assert any(line.startswith("ruby") and "0.667" in line for line in lines)
     assert any(line.startswith("macro avg") for line in lines)
     assert "accuracy" in text and "0.667" in text
+    assert lines[-1] == "(chance accuracy 0.500 uniform, 0.667 majority class)"
 
 
 def test_confusion_matrix_png(tmp_path):

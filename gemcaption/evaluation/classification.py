@@ -18,6 +18,9 @@ def classification_metrics(y_true: Sequence[Hashable], y_pred: Sequence[Hashable
                            labels: Sequence[Hashable] | None = None) -> dict:
     """Accuracy, macro precision/recall/F1, weighted F1, per-class figures and the confusion matrix.
 
+    Also ``chance_accuracy`` (1 / number of labels) and ``majority_accuracy`` (share of the commonest
+    true class), to print beside the accuracy.
+
     ``labels`` fixes the class order (default: sorted union of true and predicted labels); every label
     of ``y_true`` and ``y_pred`` must be in it. Macro averages run over all of ``labels``, including
     classes absent from ``y_true``. A precision or recall whose denominator is 0 counts as 0.
@@ -50,6 +53,8 @@ def classification_metrics(y_true: Sequence[Hashable], y_pred: Sequence[Hashable
         "macro_recall": float(np.mean(recall)),
         "macro_f1": float(np.mean(f1)),
         "weighted_f1": float(f1_score(t, p, labels=positions, average="weighted", zero_division=0)),
+        "chance_accuracy": 1.0 / len(labels),  # uniform random guess among the listed labels
+        "majority_accuracy": float(np.max(support) / len(t)),  # always predicting the commonest true class
         "n_samples": len(t),
         "labels": labels,
         "per_class": [
@@ -75,6 +80,9 @@ def format_report(metrics: dict, digits: int = 3) -> str:
               f"{'macro avg':<{width}}  {metrics['macro_precision']:>9.{digits}f}"
               f"  {metrics['macro_recall']:>9.{digits}f}  {metrics['macro_f1']:>9.{digits}f}  {total:>7d}",
               f"{'weighted avg':<{width}}  {'':>9}  {'':>9}  {metrics['weighted_f1']:>9.{digits}f}  {total:>7d}"]
+    if "chance_accuracy" in metrics:
+        lines.append(f"(chance accuracy {metrics['chance_accuracy']:.{digits}f} uniform, "
+                     f"{metrics['majority_accuracy']:.{digits}f} majority class)")
     return "\n".join(lines)
 
 
