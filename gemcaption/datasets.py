@@ -152,15 +152,20 @@ def assign_splits(images: Sequence[str], fractions: Sequence[float], names: Sequ
     for image in sorted(set(images)):
         groups[str(label_of.get(image))].append(image)
     rng = np.random.default_rng(seed)
-    result: dict[str, str] = {}
+    # Each image gets its relative rank within its label (shuffled); cutting the global order of
+    # those ranks gives exact overall proportions and near-exact proportions within every label.
+    keyed = []
     for key in sorted(groups):
         members = groups[key]
-        order = rng.permutation(len(members))
-        start = 0
-        for name, count in zip(names, _allocate(len(members), fractions)):
-            for j in order[start:start + count]:
-                result[members[j]] = name
-            start += count
+        for rank, j in enumerate(rng.permutation(len(members))):
+            keyed.append(((rank + 0.5) / len(members), rng.random(), members[j]))
+    keyed.sort()
+    result: dict[str, str] = {}
+    start = 0
+    for name, count in zip(names, _allocate(len(keyed), fractions)):
+        for _, _, image in keyed[start:start + count]:
+            result[image] = name
+        start += count
     return result
 
 
