@@ -55,13 +55,19 @@ def _check_pixel_limit(image: Image.Image, name: str) -> None:
                          f"{limit} (possible decompression bomb)")
 
 
-def _open_encoded(stream, name: str) -> Image.Image:
-    """Open and fully decode an encoded image, turning every failure into ImageError."""
+def _open_encoded(stream, name: str, draft_size: int | None = None) -> Image.Image:
+    """Open and fully decode an encoded image, turning every failure into ImageError.
+
+    ``draft_size``: let the JPEG decoder reduce the image by a power of two on the fly while
+    keeping both sides at least that large (much faster for big photos that will be shrunk).
+    """
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(stream)
             _check_pixel_limit(image, name)
+            if draft_size and image.format == "JPEG" and image.mode in ("RGB", "L"):
+                image.draft(image.mode, (draft_size, draft_size))
             image.load()
     except ImageError:
         raise
@@ -140,12 +146,14 @@ def to_rgb(image: Image.Image) -> Image.Image:
         raise ImageError(f"image mode {mode!r} cannot be converted to RGB ({exc})") from None
 
 
-def load_image(source) -> Image.Image:
+def load_image(source, draft_size: int | None = None) -> Image.Image:
     """Read one image as an upright 8-bit RGB :class:`PIL.Image.Image`.
 
     ``source``: a path (str or Path), a PIL image, a numpy array (HxW or HxWx3/4, uint8 or float
     in [0, 1]) or the encoded bytes of an image file. Raises :class:`ImageError` naming the source
     when it is missing, empty, corrupt, truncated, not an image, or larger than the pixel limit.
+    ``draft_size`` (optional): a JPEG may be decoded at a reduced scale whose sides stay at least
+    this large, when the caller will shrink it anyway (:func:`load_images` does).
     """
     name = describe_source(source)
     if isinstance(source, Image.Image):
@@ -156,7 +164,7 @@ def load_image(source) -> Image.Image:
     elif isinstance(source, (bytes, bytearray, memoryview)):
         if len(source) == 0:
             raise ImageError(f"{name}: empty image data")
-        image = _open_encoded(io.BytesIO(bytes(source)), name)
+        image = _open_encoded(io.BytesIO(bytes(source)), name, draft_size)
     elif isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if not path.exists():
@@ -166,7 +174,7 @@ def load_image(source) -> Image.Image:
         if path.stat().st_size == 0:
             raise ImageError(f"{name}: empty file")
         with open(path, "rb") as handle:
-            image = _open_encoded(handle, name)
+            image = _open_encoded(handle, name, draft_size)
     else:
         raise ImageError(f"{name}: unsupported image source type {type(source).__name__}")
     try:
@@ -195,7 +203,7 @@ def load_images(sources, size: int, progress: bool = False) -> tuple[np.ndarray,
     skipped = 0
     for index, source in enumerate(tqdm(sources, desc="Reading images", unit="img", disable=not progress)):
         try:
-            image = load_image(source)
+            image = load_image(source, draft_size=size)
         except ImageError as exc:
             skipped += 1
             warnings.warn(f"skipping image: {exc}", SkippedImageWarning, stacklevel=2)

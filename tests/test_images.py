@@ -248,3 +248,13 @@ def test_content_hash(tmp_path, good_png):
     assert len(content_hash(a)) == 64
     with pytest.raises(ImageError):
         content_hash(tmp_path / "absent.png")
+
+
+def test_large_jpeg_decoded_in_draft_mode_keeps_content(tmp_path):
+    big = Image.new("RGB", (800, 400), (0, 0, 200))
+    big.paste((220, 20, 20), (0, 0, 400, 400))
+    path = save(big, tmp_path / "big.jpg", quality=95)
+    pixels, kept = load_images([path], 32)
+    assert kept == [0] and pixels.shape == (1, 32, 32, 3)
+    assert pixels[0, 16, 4, 0] > 180 and pixels[0, 16, 28, 2] > 160
+    assert load_image(path, draft_size=100).size[0] >= 100
