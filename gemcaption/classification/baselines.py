@@ -1,0 +1,236 @@
+"""Baselines on the same split as the VAE: scikit-learn classifiers on descriptors, and a CNN.
+
+* :class:`DescriptorClassifier` – Random Forest, SVM or logistic regression on any mix of the
+  hand-crafted descriptor (RGB colour histogram + LBP, as in Chow & Reyes-Aldasoro 2022) and pooled
+  features of a pretrained encoder (EfficientNet-Lite0 or EfficientNetB0).
+* :class:`CNNClassifier` – an EfficientNet backbone with a trained softmax head; optionally the top
+  layers of the backbone are fine-tuned too.
+
+Both can add flipped / rotated copies of the training images ("views") and average the predicted
+probabilities over the same views at test time (test-time augmentation).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DatasetError, ModelError
+from .base import (check_images, check_labels, read_model_file, register_model, softmax,
+                   write_model_file)
+from .descriptors import handcrafted_features
+
+VIEWS = {
+    "identity": lambda x: x,
+    "hflip": lambda x: x[:, :, ::-1],
+    "vflip": lambda x: x[:, ::-1],
+    "rot90": lambda x: np.rot90(x, 1, axes=(1, 2)),
+}
+FEATURE_SETS = ("handcrafted", "encoder")
+
+
+def make_encoder(name: str, image_size: int, weights):
+    """Build an encoder through :func:`gemcaption.encoders.build_encoder` (tests replace this)."""
+    from ..encoders import build_encoder
+
+    return build_encoder(name, image_size=image_size, weights=weights)
+
+
+def apply_view(images: np.ndarray, view: str) -> np.ndarray:
+    """A flipped / rotated copy of a batch of square images."""
+    if view not in VIEWS:
+        raise ValueError(f"unknown view {view!r}; choose from {sorted(VIEWS)}")
+    return np.ascontiguousarray(VIEWS[view](images))
+
+
+class FeatureExtractor:
+    """Turns uint8 images into one feature row per image: hand-crafted and/or encoder features."""
+
+    def __init__(self, features=("encoder", "handcrafted"), encoder="efficientnet_lite0",
+                 encoder_weights="imagenet", image_size=224, cache=True, progress=False):
+        features = tuple(features)
+        unknown = [f for f in features if f not in FEATURE_SETS]
+        if not features or unknown:
+            raise ValueError(f"features must be a non-empty subset of {FEATURE_SETS}, got {features}")
+        self.features = features
+        self.encoder_name = encoder if isinstance(encoder, str) else encoder.name
+        self._encoder = None if isinstance(encoder, str) else encoder
+        self.encoder_weights = encoder_weights
+        self.image_size = int(self._encoder.image_size if self._encoder is not None else image_size)
+        self.cache = cache
+        self.progress = progress
+
+    @property
+    def encoder(self):
+        if self._encoder is None:
+            self._encoder = make_encoder(self.encoder_name, self.image_size, self.encoder_weights)
+        return self._encoder
+
+    def config(self) -> dict:
+        return {"features": list(self.features), "encoder": self.encoder_name,
+                "encoder_weights": (str(self.encoder_weights)
+                                    if self.encoder_weights is not None else None),
+                "image_size": self.image_size}
+
+    def encoder_features(self, images: np.ndarray) -> np.ndarray:
+        """Pooled encoder features (N, C), through the shared disk cache when enabled."""
+        if self.cache:
+            from ..features import pooled_features
+
+            pooled, kept = pooled_features(self.encoder, list(images), progress=self.progress)
+            if len(kept) != len(images):
+                raise ModelError("the encoder could not read some in-memory images")
+            return pooled
+        return self.encoder.pooled_features(images, progress=self.progress)
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        parts = []
+        if "encoder" in self.features:
+            parts.append(self.encoder_features(images))
+        if "handcrafted" in self.features:
+            # square root: Hellinger mapping of the histograms, better for linear models and SVMs
+            parts.append(np.sqrt(handcrafted_features(images)))
+        return np.concatenate(parts, axis=1).astype(np.float32)
+
+
+@register_model("descriptor")
+class DescriptorClassifier:
+    """A scikit-learn classifier (``rf``, ``svm`` or ``logreg``) on image descriptors.
+
+    ``features``: ``("handcrafted",)`` (colour histogram + LBP), ``("encoder",)`` (pooled encoder
+    features) or both. ``views``: image copies added in training and averaged at test time.
+    Logistic regression is saved as plain arrays (``.npz``); RF and SVM with joblib, which uses
+    pickle: load only model directories you trained yourself.
+    """
+
+    def __init__(self, classifier="rf", features=("handcrafted",), encoder="efficientnet_lite0",
+                 encoder_weights="imagenet", image_size=None, views=("identity",),
+                 n_estimators=500, svm_c=10.0, logreg_c=1.0, seed=0, cache=True, progress=False):
+        if classifier not in ("rf", "svm", "logreg"):
+            raise ValueError(f"classifier must be 'rf', 'svm' or 'logreg', got {classifier!r}")
+        for view in views:
+            apply_view(np.zeros((1, 2, 2, 3), np.uint8), view)  # validates the name
+        features = tuple(features)
+        if image_size is None:
+            image_size = 224 if "encoder" in features else 128
+        self.classifier = classifier
+        self.views = tuple(views)
+        self.n_estimators = int(n_estimators)
+        self.svm_c = float(svm_c)
+        self.logreg_c = float(logreg_c)
+        self.seed = seed
+        self.extractor = FeatureExtractor(features, encoder, encoder_weights, image_size, cache, progress)
+        self.image_size = self.extractor.image_size
+        self.num_classes = None
+        self.model = None
+
+    def config(self) -> dict:
+        return {"classifier": self.classifier, **self.extractor.config(), "views": list(self.views),
+                "n_estimators": self.n_estimators, "svm_c": self.svm_c, "logreg_c": self.logreg_c,
+                "seed": self.seed}
+
+    def _features_of_views(self, images):
+        return [self.extractor(apply_view(images, view)) for view in self.views]
+
+    def _estimator(self, y):
+        from sklearn.calibration import CalibratedClassifierCV
+        from sklearn.ensemble import RandomForestClassifier
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+        from sklearn.svm import SVC
+
+        if self.classifier == "rf":
+            return RandomForestClassifier(n_estimators=self.n_estimators, random_state=self.seed,
+                                          n_jobs=2)
+        if self.classifier == "svm":
+            smallest = int(np.bincount(y)[np.unique(y)].min())
+            if smallest < 2:
+                raise DatasetError("the SVM needs at least 2 training images per class "
+                                   "(its probabilities are calibrated by cross-validation)")
+            svm = SVC(C=self.svm_c, kernel="rbf", gamma="scale", random_state=self.seed)
+            return make_pipeline(StandardScaler(), CalibratedClassifierCV(
+                svm, cv=min(3, smallest), ensemble=False))
+        return make_pipeline(StandardScaler(), LogisticRegression(C=self.logreg_c, max_iter=2000))
+
+    def fit(self, images, labels, num_classes, validation=None):
+        """Train on uint8 images (N, S, S, 3) and labels 0..K-1; returns a small history dict."""
+        images = check_images(images, self.image_size)
+        y = check_labels(labels, len(images), num_classes)
+        self.num_classes = int(num_classes)
+        x = np.concatenate(self._features_of_views(images))
+        self.model = self._estimator(y).fit(x, np.tile(y, len(self.views)))
+        history = {"train_accuracy": float(np.mean(self.predict_proba(images).argmax(1) == y))}
+        if validation is not None:
+            val_x, val_y = validation
+            history["val_accuracy"] = float(np.mean(self.predict_proba(val_x).argmax(1) == val_y))
+        return history
+
+    def _full_proba(self, x):
+        """Probabilities over all ``num_classes`` (columns for classes absent in training are 0)."""
+        if self.model is None:
+            raise ModelError("the classifier is not trained yet: call fit() first")
+        if isinstance(self.model, dict):  # logistic regression loaded from arrays
+            z = (x - self.model["mean"]) / self.model["scale"]
+            logits = z @ self.model["coef"].T + self.model["intercept"]
+            if logits.shape[1] == 1:  # scikit-learn keeps one column for two classes
+                logits = np.concatenate([np.zeros_like(logits), logits], axis=1)
+            part = softmax(logits)
+            classes = self.model["classes"]
+        else:
+            part = self.model.predict_proba(x)
+            classes = self.model.classes_
+        full = np.zeros((len(x), self.num_classes), np.float64)
+        full[:, classes] = part
+        return full
+
+    def predict_proba(self, images) -> np.ndarray:
+        """Class probabilities (N, K), averaged over the views."""
+        images = check_images(images, self.image_size)
+        probabilities = [self._full_proba(x) for x in self._features_of_views(images)]
+        return np.mean(probabilities, axis=0)
+
+    def save(self, directory) -> Path:
+        """Write ``model.json`` and the fitted estimator (npz for logreg, joblib otherwise)."""
+        if self.model is None:
+            raise ModelError("nothing to save: the classifier is not trained yet")
+        path = write_model_file(directory, self.kind, self.config(),
+                                {"num_classes": self.num_classes})
+        if self.classifier == "logreg":
+            arrays = self.model if isinstance(self.model, dict) else _logreg_arrays(self.model)
+            np.savez(path / "logreg.npz", **arrays)
+        else:
+            import joblib
+
+            joblib.dump(self.model, path / "estimator.joblib")
+        return path
+
+    @classmethod
+    def load(cls, directory, encoder=None):
+        """Rebuild from a directory written by :meth:`save` (joblib files: trusted dirs only)."""
+        payload = read_model_file(directory)
+        config = dict(payload["config"])
+        config["features"] = tuple(config["features"])
+        config["views"] = tuple(config["views"])
+        if encoder is not None:
+            config["encoder"] = encoder
+        model = cls(**config)
+        model.num_classes = int(payload["num_classes"])
+        path = Path(directory)
+        try:
+            if model.classifier == "logreg":
+                with np.load(path / "logreg.npz", allow_pickle=False) as data:
+                    model.model = {key: data[key] for key in data.files}
+            else:
+                import joblib
+
+                model.model = joblib.load(path / "estimator.joblib")
+        except (OSError, ValueError, KeyError) as exc:
+            raise ModelError(f"{directory}: cannot read the fitted estimator ({exc})") from exc
+        return model
+
+
+def _logreg_arrays(pipeline) -> dict:
+    scaler, logreg = pipeline[0], pipeline[-1]
+    return {"mean": scaler.mean_, "scale": scaler.scale_, "coef": logreg.coef_,
+            "intercept": logreg.intercept_, "classes": logreg.classes_.astype(np.int64)}

@@ -1,0 +1,140 @@
+"""``gemcaption classify train`` and ``gemcaption classify predict``."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from ..errors import GemcaptionError
+
+MODELS = ("vae", "cnn", "svm", "rf", "gan", "logreg")
+HELD_OUT_SPLITS = ("test", "val", "dev", "validation")
+
+
+def register(subparsers):
+    group = subparsers.add_parser("classify", help="gemstone classification: train a model, predict stones")
+    commands = group.add_subparsers(dest="classify_command", metavar="COMMAND")
+    group.set_defaults(func=lambda args: _usage(group))
+
+    p = commands.add_parser("train", help="train a classifier on a class-folder dataset and evaluate it")
+    p.add_argument("--data", required=True, help="folder:PATH (one sub-folder per class) or another dataset spec")
+    p.add_argument("--model", default="vae", choices=MODELS,
+                   help="vae (the seed's VAE), cnn (EfficientNet + head), svm / rf (colour histogram + LBP), "
+                        "gan (semi-supervised DCGAN), logreg (EfficientNet-Lite0 + histogram + LBP)")
+    p.add_argument("--out", required=True, help="directory for the model, metrics.json and the confusion matrix")
+    p.add_argument("--epochs", type=int, default=None, help="maximum epochs (vae, gan, cnn); early stopping applies")
+    p.add_argument("--test-fraction", type=float, default=0.2,
+                   help="held-out test share when the data has no test split (default 0.2, as the seed)")
+    p.add_argument("--validation-fraction", type=float, default=0.2,
+                   help="share of the training part used for early stopping (default 0.2)")
+    p.add_argument("--keep-duplicates", action="store_true",
+                   help="keep byte-identical photos (by default only the first of each group is used)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=train)
+
+    p = commands.add_parser("predict", help="predict and describe the stone in each image")
+    p.add_argument("--model", required=True, help="directory written by 'gemcaption classify train'")
+    p.add_argument("--top-k", type=int, default=3)
+    p.add_argument("--json", action="store_true", help="print a JSON list of predictions")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.set_defaults(func=predict)
+
+
+def _usage(parser) -> int:
+    parser.print_help(sys.stderr)
+    return 2
+
+
+def say(args, message):
+    if not getattr(args, "quiet", False):
+        print(message, file=sys.stderr)
+
+
+def split_dataset_items(dataset, test_fraction, seed, keep_duplicates, args):
+    """(train images, train labels, test images, test labels, duplicates removed)."""
+    from ..classification.classifier import dataset_items
+    from ..classification.splits import find_duplicates, stratified_split
+
+    splits = set(getattr(dataset, "splits", ()) or ())
+    held = next((s for s in HELD_OUT_SPLITS if s in splits), None)
+    if held and "train" in splits:
+        train_images, train_labels = dataset_items(dataset.split("train"))
+        test_images, test_labels = dataset_items(dataset.split(held))
+    else:
+        images, labels = dataset_items(dataset)
+        removed = 0
+        if not keep_duplicates:
+            keep, groups = find_duplicates(images)
+            removed = len(images) - len(keep)
+            if removed:
+                say(args, f"Removed {removed} duplicate photo(s) in {len(groups)} group(s) before splitting")
+            images, labels = [images[i] for i in keep], [labels[i] for i in keep]
+        fit_rows, test_rows = stratified_split(labels, test_fraction, seed)
+        return ([images[i] for i in fit_rows], [labels[i] for i in fit_rows],
+                [images[i] for i in test_rows], [labels[i] for i in test_rows], removed)
+    return train_images, train_labels, test_images, test_labels, 0
+
+
+def train(args) -> int:
+    from ..classification import GemClassifier
+    from ..classification.plots import save_confusion_matrix
+    from ..datasets import load_dataset
+
+    if not 0 <= args.test_fraction < 1 or not 0 <= args.validation_fraction < 1:
+        raise GemcaptionError("--test-fraction and --validation-fraction must be in [0, 1)")
+    spec = args.data if ":" in args.data or args.data == "demo" else f"folder:{args.data}"
+    dataset = load_dataset(spec)
+    train_images, train_labels, test_images, test_labels, removed = split_dataset_items(
+        dataset, args.test_fraction, args.seed, args.keep_duplicates, args)
+    options = {"progress": not args.quiet}
+    if args.epochs is not None and args.model in ("vae", "gan", "cnn"):
+        options["epochs"] = args.epochs
+    classifier = GemClassifier(args.model, **options)
+    say(args, f"Training {args.model} on {len(train_images)} images "
+              f"({len(set(train_labels))} classes), testing on {len(test_images)}")
+    classifier.fit((train_images, train_labels), validation_fraction=args.validation_fraction,
+                   seed=args.seed, progress=not args.quiet)
+    out = Path(args.out)
+    classifier.save(out)
+    report = {"model": args.model, "data": args.data, "train_images": len(train_images),
+              "test_images": len(test_images), "duplicates_removed": removed,
+              "training_seconds": classifier.training_seconds}
+    if test_images:
+        metrics = classifier.evaluate((test_images, test_labels))
+        report["metrics"] = metrics
+        save_confusion_matrix(metrics["confusion_matrix"], metrics.get("labels", classifier.labels),
+                              out / "confusion_matrix.png")
+        say(args, f"Test accuracy {metrics['accuracy']:.3f}, macro F1 {metrics.get('macro_f1', float('nan')):.3f}")
+    (out / "metrics.json").write_text(json.dumps(report, indent=2, default=_jsonable))
+    say(args, f"Saved the model to {out}")
+    return 0
+
+
+def _jsonable(value):
+    try:
+        return value.tolist()
+    except AttributeError:
+        return str(value)
+
+
+def predict(args) -> int:
+    from ..classification import GemClassifier
+    from ..classification.classifier import caption_text
+
+    classifier = GemClassifier.load(args.model)
+    predictions = classifier.predict(args.images, top_k=args.top_k)
+    if args.json:
+        rows = [{"image": image, **p.to_dict(), "description": caption_text(p.label)}
+                for image, p in zip(args.images, predictions)]
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
+        return 0
+    for image, prediction in zip(args.images, predictions):
+        description = caption_text(prediction.label)
+        alternatives = ", ".join(f"{label} {p:.2f}" for label, p in prediction.top_k[1:])
+        line = f"{image}: {prediction.label} ({prediction.probability:.2f})"
+        if description:
+            line += f": {description}"
+        if alternatives:
+            line += f"  [also: {alternatives}]"
+        print(line)
+    return 0
