@@ -239,7 +239,8 @@ class Captioner:
         try:
             self.vocabulary = Vocabulary.load(path / "vocabulary.json")
             self.decoder = keras.models.load_model(path / "decoder.keras", compile=False)
-            encoder = build_encoder(enc["name"], image_size=enc["image_size"], weights=path / "encoder.weights.h5")
+            encoder = build_encoder(enc["name"], image_size=enc["image_size"], weights=None)
+            encoder.model.load_weights(path / "encoder.weights.h5")
         except (OSError, ValueError, KeyError) as exc:
             raise ModelError(f"{path}: could not load the model ({exc.__class__.__name__}: {exc})") from None
         encoder.weights_id = enc["weights_id"]  # same weights as when trained: same feature-cache entries
