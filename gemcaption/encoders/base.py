@@ -55,12 +55,10 @@ class Encoder:
             from tqdm import tqdm
 
             starts = tqdm(starts, desc=f"{self.name} features", unit="batch")
-        import keras
-
         for start in starts:
             batch = array[start:start + batch_size].astype(np.float32)
-            grid = self.model(batch, training=False)
-            out[start:start + len(batch)] = keras.ops.convert_to_numpy(grid).reshape(len(batch), h * w, self.feature_dim)
+            grid = self.model.predict_on_batch(batch)  # compiled graph: ~2x faster than an eager call
+            out[start:start + len(batch)] = np.asarray(grid).reshape(len(batch), h * w, self.feature_dim)
         return out
 
     def pooled_features(self, images, batch_size: int = 32, progress: bool = False) -> np.ndarray:
