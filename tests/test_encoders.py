@@ -352,6 +352,8 @@ def test_wrong_or_missing_weight_files_raise_weights_error(tmp_path):
     bad_h5.write_bytes(b"not hdf5")
     with pytest.raises(WeightsError, match="bad.weights.h5"):
         build_encoder("efficientnetb0", image_size=32, weights=bad_h5)
+    with pytest.raises(WeightsError, match="efficientnetb0"):
+        build_encoder("efficientnet_lite0", image_size=32, weights=bad_h5)
 
 
 def test_default_pretrained_encoder(monkeypatch, tmp_path):

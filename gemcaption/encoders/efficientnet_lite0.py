@@ -180,4 +180,7 @@ def lite0_weights_from_file(path: Path) -> dict:
     """Converted weights from a user file: a legacy PyTorch .pth/.pt checkpoint or a converted .npz."""
     if path.suffix.lower() == ".npz":
         return load_converted(path)
+    if path.suffix.lower() in {".h5", ".keras"}:
+        raise WeightsError(f"{path}: efficientnet_lite0 reads a legacy PyTorch checkpoint (.pth) or converted "
+                           "weights (.npz); Keras .h5 files fit --encoder efficientnetb0")
     return convert_state_dict(read_legacy_checkpoint(path))
