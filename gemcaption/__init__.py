@@ -1,7 +1,63 @@
-"""gemcaption: caption gemstone, jewellery and everyday photos, and retrieve similar ones."""
+"""gemcaption: caption gemstone, jewellery and everyday photos, and retrieve similar ones.
+
+The public API, flat::
+
+    from gemcaption import Captioner, Retriever, GemClassifier, load_dataset
+
+Names are imported on first use, so ``import gemcaption`` stays fast and does not load
+TensorFlow until a model is needed.
+"""
+import importlib as _importlib
 import os as _os
 
 _os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    # captioning
+    "Captioner": "gemcaption.captioner",
+    "build_encoder": "gemcaption.encoders",
+    "default_pretrained_encoder": "gemcaption.encoders",
+    "build_decoder": "gemcaption.decoders",
+    "WarmupSchedule": "gemcaption.schedule",
+    "Vocabulary": "gemcaption.vocabulary",
+    "extract_features": "gemcaption.features",
+    # retrieval
+    "Retriever": "gemcaption.index",
+    "Hit": "gemcaption.index",
+    "TfidfSvdEmbedder": "gemcaption.embedders",
+    # classification
+    "GemClassifier": "gemcaption.classification",
+    "describe_gemstone": "gemcaption.gemstones",
+    # data
+    "load_dataset": "gemcaption.datasets",
+    "split_dataset": "gemcaption.datasets",
+    "Dataset": "gemcaption.datasets",
+    "Sample": "gemcaption.datasets",
+    "make_demo_set": "gemcaption.demo_data",
+    "load_image": "gemcaption.images",
+    "load_images": "gemcaption.images",
+    # errors
+    "GemcaptionError": "gemcaption.errors",
+    "ImageError": "gemcaption.errors",
+    "DatasetError": "gemcaption.errors",
+    "ModelError": "gemcaption.errors",
+    "WeightsError": "gemcaption.errors",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'gemcaption' has no attribute {name!r}")
+    value = getattr(_importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return __all__
