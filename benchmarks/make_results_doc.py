@@ -1,0 +1,37 @@
+"""Assemble docs/results.md from the committed benchmark outputs in benchmarks/results/*.md.
+
+Every figure in docs/results.md is copied from those files, so the doc never disagrees with
+the benchmark outputs. Run it after any benchmark:  python benchmarks/make_results_doc.py
+"""
+from pathlib import Path
+
+from common import RESULTS, ROOT
+
+SECTIONS = [  # (results file stem, heading, command that reproduces it)
+    ("train_speed", "Training and decoding speed (Flickr8k train)", "python benchmarks/train_speed.py"),
+    ("flickr8k", "Flickr8k captioning and retrieval (dev split)", "python benchmarks/flickr8k.py"),
+    ("encoders", "Image encoders: speed and gemstone linear probe", "python benchmarks/encoders.py"),
+    ("gemstones", "Gemstone classification (68 classes)", "python benchmarks/gemstones.py"),
+    ("index_speed", "FAISS index speed and recall", "python benchmarks/index_speed.py"),
+    ("demo", "The demo (synthetic jewellery set)", "gemcaption demo"),
+]
+
+
+def main():
+    parts = ["# Results", "",
+             "Every figure below is copied from a committed benchmark output in `benchmarks/results/` "
+             "(the JSON beside each table has the raw values and the machine's load during the run). "
+             "All runs: 2 CPU cores, no GPU. Regenerate this page with "
+             "`python benchmarks/make_results_doc.py`.", ""]
+    for stem, heading, command in SECTIONS:
+        path = RESULTS / f"{stem}.md"
+        if not path.exists():
+            continue
+        parts += [f"## {heading}", "", f"Reproduce: `{command}` (output: `benchmarks/results/{stem}.json`).", "",
+                  path.read_text().strip(), ""]
+    (ROOT / "docs" / "results.md").write_text("\n".join(parts))
+    print(f"wrote {ROOT / 'docs' / 'results.md'}")
+
+
+if __name__ == "__main__":
+    main()
