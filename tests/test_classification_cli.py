@@ -112,6 +112,7 @@ def test_evaluate_matches_hand_computed_metrics(tmp_path):
 @pytest.mark.parametrize("kind", ["logreg", "cnn", "svm"])
 def test_encoder_feature_models_beat_chance(kind, gem_folder, tmp_path, monkeypatch):
     monkeypatch.setattr(baselines, "make_encoder", lambda name, size, weights: tiny_encoder(size))
+    monkeypatch.setattr(baselines, "_ENCODERS", {})
     options = {"image_size": 32}
     if kind == "cnn":
         options.update(epochs=30, patience=30, learning_rate=2e-2)

@@ -36,6 +36,19 @@ def make_encoder(name: str, image_size: int, weights):
     return build_encoder(name, image_size=image_size, weights=weights)
 
 
+_ENCODERS: dict = {}
+_HANDCRAFTED_ROWS: dict = {}  # in-process memo of descriptor rows by pixel hash
+_HANDCRAFTED_LIMIT = 50_000
+
+
+def shared_encoder(name: str, image_size: int, weights):
+    """One encoder per (name, size, weights) per process: building one loads its weights."""
+    key = (name, int(image_size), str(weights))
+    if key not in _ENCODERS:
+        _ENCODERS[key] = make_encoder(name, image_size, weights)
+    return _ENCODERS[key]
+
+
 def apply_view(images: np.ndarray, view: str) -> np.ndarray:
     """A flipped / rotated copy of a batch of square images."""
     if view not in VIEWS:
@@ -63,7 +76,7 @@ class FeatureExtractor:
     @property
     def encoder(self):
         if self._encoder is None:
-            self._encoder = make_encoder(self.encoder_name, self.image_size, self.encoder_weights)
+            self._encoder = shared_encoder(self.encoder_name, self.image_size, self.encoder_weights)
         return self._encoder
 
     def config(self) -> dict:
@@ -83,13 +96,29 @@ class FeatureExtractor:
             return pooled
         return self.encoder.pooled_features(images, progress=self.progress)
 
+    def handcrafted(self, images: np.ndarray) -> np.ndarray:
+        """Colour histogram + LBP rows, memoised per image content within this process."""
+        import hashlib
+
+        digests = [hashlib.sha1(image.tobytes()).hexdigest() for image in images]
+        missing = [i for i, d in enumerate(digests) if d not in _HANDCRAFTED_ROWS]
+        if missing:
+            if len(_HANDCRAFTED_ROWS) + len(missing) > _HANDCRAFTED_LIMIT:
+                _HANDCRAFTED_ROWS.clear()
+            rows = handcrafted_features(images[missing])
+            found = {digests[i]: row for i, row in zip(missing, rows)}
+            _HANDCRAFTED_ROWS.update(found)
+        else:
+            found = {}
+        return np.stack([found.get(d, _HANDCRAFTED_ROWS.get(d)) for d in digests])
+
     def __call__(self, images: np.ndarray) -> np.ndarray:
         parts = []
         if "encoder" in self.features:
             parts.append(self.encoder_features(images))
         if "handcrafted" in self.features:
             # square root: Hellinger mapping of the histograms, better for linear models and SVMs
-            parts.append(np.sqrt(handcrafted_features(images)))
+            parts.append(np.sqrt(self.handcrafted(images)))
         return np.concatenate(parts, axis=1).astype(np.float32)
 
 

@@ -1,0 +1,350 @@
+"""Gemstone classification on the 68-class set: the seed's VAE against honest baselines.
+
+    .venv/bin/python benchmarks/gemstones.py [--data ../shared/data/gemstones/train] [--quick]
+
+Protocol: byte-identical photos are removed first (first file of each group kept), then a seeded
+stratified 80/20 split gives the training part and the held-out validation part on which every
+figure is measured. Models that stop early (VAE, GAN, CNN head) and the C values of the logistic
+regressions / SVMs are chosen on a further seeded stratified 20 % of the training part (the seed
+paper's 80/20 of train); the scikit-learn models are then refitted on the whole training part.
+Writes benchmarks/results/gemstones.{json,md}, docs/results-gemstones.md and the pictures
+docs/images/gemstones-*.png. Published anchor: Random Forest on colour histogram + LBP, 69.4 %
+test accuracy (Chow & Reyes-Aldasoro 2022, 68 classes).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.common import RESULTS, ROOT, SHARED, machine, table  # noqa: E402
+
+PUBLISHED_RF = 0.694
+DOCS = ROOT / "docs"
+IMAGES = DOCS / "images"
+PARTIAL = RESULTS / "gemstones_partial.json"
+PROBABILITIES = Path("/tmp/gemcaption-gemstones-probabilities.npz")
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+class Data:
+    """The deduplicated, split gemstone set; pixels loaded once per image size."""
+
+    def __init__(self, folder: Path, seed: int, classes: int = 0):
+        from gemcaption.classification.splits import find_duplicates, stratified_split
+        from gemcaption.datasets import load_dataset
+
+        dataset = load_dataset(f"folder:{folder}")
+        samples = dataset.samples
+        if classes:  # a subset of the classes, for a quick check of the script
+            chosen = set(dataset.labels[:classes])
+            samples = [s for s in samples if s.label in chosen]
+        images = [s.image for s in samples]
+        labels = [s.label for s in samples]
+        keep, groups = find_duplicates(images)
+        self.duplicate_groups = [[f"{labels[i]}/{Path(images[i]).name}" for i in g] for g in groups]
+        self.cross_class_groups = sum(len({labels[i] for i in g}) > 1 for g in groups)
+        self.total = len(images)
+        self.images = [images[i] for i in keep]
+        self.labels = sorted(set(labels))
+        index = {label: i for i, label in enumerate(self.labels)}
+        self.y = np.array([index[labels[i]] for i in keep])
+        self.train_rows, self.test_rows = stratified_split(self.y, 0.2, seed)
+        inner_fit, inner_stop = stratified_split(self.y[self.train_rows], 0.2, seed)
+        self.fit_rows = [self.train_rows[i] for i in inner_fit]
+        self.stop_rows = [self.train_rows[i] for i in inner_stop]
+        self._pixels: dict[int, np.ndarray] = {}
+
+    def pixels(self, size: int) -> np.ndarray:
+        if size not in self._pixels:
+            from gemcaption.classification.classifier import load_pixels
+
+            started = time.perf_counter()
+            pixels, kept = load_pixels(self.images, size, strict=True)
+            self._pixels[size] = pixels
+            log(f"loaded {len(kept)} images at {size}px in {time.perf_counter() - started:.0f}s")
+        return self._pixels[size]
+
+    def part(self, rows, size):
+        return self.pixels(size)[rows], self.y[rows]
+
+
+def score(data: Data, probabilities: np.ndarray) -> dict:
+    """Metrics of held-out probabilities, plus the seed's TF-IDF description similarity."""
+    from gemcaption.classification.classifier import describe_label
+    from gemcaption.classification.similarity import tfidf_cosine
+    from gemcaption.evaluation.classification import classification_metrics
+
+    y_true = [data.labels[i] for i in data.y[data.test_rows]]
+    y_pred = [data.labels[i] for i in probabilities.argmax(1)]
+    metrics = classification_metrics(y_true, y_pred, data.labels)
+    descriptions = {label: describe_label(label) for label in data.labels}
+    similarity = tfidf_cosine([descriptions[p] for p in y_pred], [descriptions[t] for t in y_true],
+                              corpus=list(descriptions.values()))
+    metrics["tfidf_similarity"] = float(similarity.mean())
+    order = np.argsort(-probabilities, axis=1)[:, :5]
+    truth = data.y[data.test_rows]
+    metrics["top5_accuracy"] = float(np.mean([t in row for t, row in zip(truth, order)]))
+    return metrics
+
+
+def choose_c(data: Data, make, grid, size) -> tuple[float, dict]:
+    """Pick C by accuracy on the early-stopping split (never on the held-out validation part)."""
+    x_fit, y_fit = data.part(data.fit_rows, size)
+    x_stop, y_stop = data.part(data.stop_rows, size)
+    scores = {}
+    for c in grid:
+        model = make(c)
+        model.fit(x_fit, y_fit, len(data.labels))
+        scores[c] = float(np.mean(model.predict_proba(x_stop).argmax(1) == y_stop))
+        log(f"  C={c}: inner validation accuracy {scores[c]:.3f}")
+    best = max(grid, key=lambda c: (scores[c], -grid.index(c)))
+    return best, scores
+
+
+def run_sklearn(data, name, make, size, grid=None):
+    """scikit-learn model: choose C on the inner split if a grid is given, fit on all training."""
+    info = {}
+    started = time.perf_counter()
+    c = None
+    if grid:
+        c, info["c_scores"] = choose_c(data, make, grid, size)
+        info["c"] = c
+    model = make(c)
+    x_train, y_train = data.part(data.train_rows, size)
+    fit_started = time.perf_counter()
+    model.fit(x_train, y_train, len(data.labels))
+    info["final_fit_seconds"] = time.perf_counter() - fit_started
+    info["training_seconds"] = time.perf_counter() - started
+    return model, info
+
+
+def run_keras(data, name, model, size):
+    """Keras model: fit on the inner-fit part, early stopping on the inner-stop part."""
+    started = time.perf_counter()
+    history = model.fit(*data.part(data.fit_rows, size), len(data.labels),
+                        validation=data.part(data.stop_rows, size))
+    info = {"training_seconds": time.perf_counter() - started}
+    epochs = history.get("loss") or history.get("accuracy") or []
+    info["epochs"] = len(epochs)
+    if "val_accuracy" in history:
+        info["best_inner_val_accuracy"] = max(history["val_accuracy"])
+    return model, info, history
+
+
+def warm_features(data: Data, encoder_name: str, size: int, views) -> float:
+    """Run the encoder once over every image and view so the heads only read the feature cache."""
+    from gemcaption.classification.baselines import FeatureExtractor, apply_view
+
+    extractor = FeatureExtractor(("encoder",), encoder_name, "imagenet", size, cache=True,
+                                 progress=False)
+    started = time.perf_counter()
+    pixels = data.pixels(size)
+    for view in views:
+        for start in range(0, len(pixels), 256):
+            extractor(apply_view(pixels[start:start + 256], view))
+        log(f"  {encoder_name} features, view {view}: done at {time.perf_counter() - started:.0f}s")
+    return time.perf_counter() - started
+
+
+def save_pictures(data: Data, vae, results: dict) -> dict:
+    """VAE reconstructions and latent projection, and the best model's confusion matrix."""
+    from gemcaption.classification.plots import (save_confusion_matrix, save_latent_projection,
+                                                 save_reconstruction_grid)
+
+    IMAGES.mkdir(parents=True, exist_ok=True)
+    written = {}
+    if vae is not None:
+        x_test, y_test = data.part(data.test_rows, vae.image_size)
+        rng = np.random.default_rng(0)
+        pick = rng.choice(len(x_test), 10, replace=False)
+        path = IMAGES / "gemstones-vae-reconstructions.png"
+        save_reconstruction_grid(x_test[pick], vae.reconstruct(x_test[pick]), path, columns=10)
+        written["vae_reconstructions"] = str(path.relative_to(ROOT))
+        x_all = data.pixels(vae.image_size)
+        latent = vae.encode(x_all)
+        path = IMAGES / "gemstones-vae-latent-tsne.png"
+        save_latent_projection(latent, [data.labels[i] for i in data.y], path, method="tsne",
+                               title="VAE latent means of all photos (t-SNE), coloured by class (68)")
+        written["vae_latent"] = str(path.relative_to(ROOT))
+    scored = [(r["metrics"]["accuracy"], name) for name, r in results.items() if "metrics" in r]
+    for label, name in (("best", max(scored)[1] if scored else None), ("vae", "vae-joint")):
+        if name and "metrics" in results.get(name, {}):
+            metrics = results[name]["metrics"]
+            path = IMAGES / f"gemstones-confusion-{name}.png"
+            save_confusion_matrix(metrics["confusion_matrix"], metrics["labels"], path)
+            written[f"confusion_{label}"] = str(path.relative_to(ROOT))
+    return written
+
+
+COLUMNS = ["model", "features", "accuracy", "macro P", "macro R", "macro F1", "top-5",
+           "TF-IDF sim.", "train s"]
+
+
+def row(name, result):
+    m = result["metrics"]
+    return {"model": name, "features": result["features"], "accuracy": round(m["accuracy"], 4),
+            "macro P": round(m["macro_precision"], 4), "macro R": round(m["macro_recall"], 4),
+            "macro F1": round(m["macro_f1"], 4), "top-5": round(m["top5_accuracy"], 4),
+            "TF-IDF sim.": round(m["tfidf_similarity"], 4),
+            "train s": round(result.get("training_seconds", 0.0), 1)}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", default=str(SHARED / "gemstones" / "train"))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--views", default="identity,hflip",
+                        help="image views for the encoder-feature models (training copies + test-time average)")
+    parser.add_argument("--vae-epochs", type=int, default=40, help="maximum VAE epochs (early stopping applies)")
+    parser.add_argument("--gan-epochs", type=int, default=60, help="maximum GAN epochs (early stopping applies)")
+    parser.add_argument("--only", default="", help="comma-separated model names to run (default: all)")
+    parser.add_argument("--quick", action="store_true", help="tiny settings to check the script runs")
+    parser.add_argument("--classes", type=int, default=0, help="use only the first N classes (0 = all)")
+    args = parser.parse_args(argv)
+
+    from gemcaption.classification.baselines import DescriptorClassifier
+    from gemcaption.classification.cnn import CNNClassifier
+    from gemcaption.classification.gan import GANClassifier
+    from gemcaption.classification.vae_classifier import VAEClassifier
+
+    views = tuple(args.views.split(","))
+    data = Data(Path(args.data), args.seed, args.classes)
+    log(f"{data.total} photos, {len(data.images)} after removing {data.total - len(data.images)} "
+        f"duplicates ({len(data.duplicate_groups)} groups, {data.cross_class_groups} across classes); "
+        f"{len(data.labels)} classes; train {len(data.train_rows)} (inner fit {len(data.fit_rows)}, "
+        f"early stopping {len(data.stop_rows)}), held-out validation {len(data.test_rows)}")
+    quick = args.quick
+    vae_epochs = 2 if quick else args.vae_epochs
+    gan_epochs = 2 if quick else args.gan_epochs
+    trees = 50 if quick else 500
+    lite = "efficientnet_lite0"
+    handcrafted = ("handcrafted",)
+    combo = ("encoder", "handcrafted")
+
+    def descriptor(kind, features, size, use_views=False):
+        def make(c):
+            options = {"svm_c": c} if kind == "svm" and c else ({"logreg_c": c} if c else {})
+            return DescriptorClassifier(kind, features=features, encoder=lite, image_size=size,
+                                        views=views if use_views else ("identity",),
+                                        n_estimators=trees, seed=args.seed, **options)
+        return make
+
+    logreg_grid, svm_grid = [0.01, 0.1, 1.0], [1.0, 10.0, 100.0]
+    plan = [
+        ("rf-hist-lbp", "RGB histogram + LBP", "sk", descriptor("rf", handcrafted, 128), 128, None),
+        ("svm-hist-lbp", "RGB histogram + LBP", "sk", descriptor("svm", handcrafted, 128), 128, svm_grid),
+        ("features", None, "warm", None, 224, None),
+        ("logreg-lite0", "EfficientNet-Lite0 pooled", "sk", descriptor("logreg", ("encoder",), 224), 224, logreg_grid),
+        ("svm-lite0", "EfficientNet-Lite0 pooled", "sk", descriptor("svm", ("encoder",), 224), 224, svm_grid),
+        ("logreg-lite0-hist-lbp-tta", "Lite0 + histogram + LBP, flips", "sk",
+         descriptor("logreg", combo, 224, True), 224, logreg_grid),
+        ("svm-lite0-hist-lbp-tta", "Lite0 + histogram + LBP, flips", "sk",
+         descriptor("svm", combo, 224, True), 224, svm_grid),
+        ("cnn-lite0-head", "Lite0 + trained softmax head, flips", "keras",
+         lambda: CNNClassifier(encoder=lite, image_size=224, views=views, seed=args.seed,
+                               epochs=20 if quick else 300), 224, None),
+        ("ensemble", "mean of the three models above", "ensemble",
+         ["logreg-lite0-hist-lbp-tta", "svm-lite0-hist-lbp-tta", "cnn-lite0-head"], 224, None),
+        ("gan-ssl", "semi-supervised DCGAN discriminator, 64 px", "keras",
+         lambda: GANClassifier(image_size=64, filters=(32, 64, 128, 256), epochs=gan_epochs,
+                               patience=12, batch_size=32, seed=args.seed), 64, None),
+        ("vae-joint", "VAE 128 px, classifier on z_mean trained jointly", "keras",
+         lambda: VAEClassifier(image_size=128, latent_dim=64, filters=(16, 32, 64, 128),
+                               classifier_mode="joint", epochs=vae_epochs, patience=8,
+                               seed=args.seed), 128, None),
+        ("vae-after", "VAE 128 px, classifier on frozen z_mean after", "keras",
+         lambda: VAEClassifier(image_size=128, latent_dim=64, filters=(16, 32, 64, 128),
+                               classifier_mode="after", epochs=vae_epochs, patience=8,
+                               seed=args.seed), 128, None),
+    ]
+    only = set(filter(None, args.only.split(",")))
+    results: dict = json.loads(PARTIAL.read_text()) if only and PARTIAL.exists() else {}
+    probabilities: dict = {}
+    if only and PROBABILITIES.exists():
+        with np.load(PROBABILITIES) as stored:
+            probabilities = {key: stored[key] for key in stored.files}
+    vae_model = None
+    for name, features, family, make, size, grid in plan:
+        if only and name not in only and not (family == "warm"):
+            continue
+        log(f"== {name}")
+        try:
+            if family == "warm":
+                if not only or only & {"logreg-lite0", "svm-lite0", "logreg-lite0-hist-lbp-tta",
+                                       "svm-lite0-hist-lbp-tta", "cnn-lite0-head"}:
+                    results["_feature_extraction"] = {"encoder": lite, "image_size": size,
+                                                      "views": list(views),
+                                                      "seconds": warm_features(data, lite, size, views)}
+                continue
+            if family == "ensemble":
+                members = [m for m in make if m in probabilities]
+                if len(members) < 2:
+                    log("  skipped: fewer than two members ran")
+                    continue
+                proba = np.mean([probabilities[m] for m in members], axis=0)
+                result = {"features": features, "members": members, "training_seconds":
+                          sum(results[m]["training_seconds"] for m in members)}
+            else:
+                if family == "sk":
+                    model, result = run_sklearn(data, name, make, size, grid)
+                else:
+                    model, result, history = run_keras(data, name, make(), size)
+                    result["history_tail"] = {k: v[-3:] for k, v in history.items()
+                                              if isinstance(v, list)}
+                result["features"] = features
+                started = time.perf_counter()
+                proba = model.predict_proba(data.part(data.test_rows, size)[0])
+                result["predict_seconds"] = time.perf_counter() - started
+                result["config"] = model.config()
+                if name == "vae-joint" or (name == "vae-after" and vae_model is None):
+                    vae_model = model
+            probabilities[name] = proba
+            result["metrics"] = score(data, proba)
+            results[name] = result
+            log(f"  accuracy {result['metrics']['accuracy']:.3f}, macro F1 "
+                f"{result['metrics']['macro_f1']:.3f}, {result.get('training_seconds', 0):.0f}s")
+        except Exception as exc:  # record and go on: one failing model must not lose the others
+            traceback.print_exc()
+            results[name] = {"features": features, "error": f"{type(exc).__name__}: {exc}"}
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        PARTIAL.write_text(json.dumps(results, indent=2, default=str))
+        np.savez(PROBABILITIES, **probabilities)
+
+    pictures = save_pictures(data, vae_model, results) if not (quick or args.classes) else {}
+    rows = [row(name, r) for name, r in results.items() if not name.startswith("_") and "metrics" in r]
+    failed = {name: r["error"] for name, r in results.items() if "error" in r}
+    markdown = table(rows, COLUMNS)
+    payload = {
+        "protocol": {
+            "data": str(args.data), "photos": data.total, "after_deduplication": len(data.images),
+            "duplicate_groups": data.duplicate_groups, "cross_class_duplicate_groups": data.cross_class_groups,
+            "classes": len(data.labels), "train": len(data.train_rows), "inner_fit": len(data.fit_rows),
+            "early_stopping": len(data.stop_rows), "held_out_validation": len(data.test_rows),
+            "seed": args.seed, "views": list(views), "vae_max_epochs": vae_epochs,
+            "gan_max_epochs": gan_epochs, "published_rf_accuracy": PUBLISHED_RF, "quick": quick,
+        },
+        "machine": machine(), "results": results, "failed": failed, "pictures": pictures,
+    }
+    name = "gemstones_quick" if quick or args.classes else "gemstones"
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(payload, indent=2, default=str))
+    (RESULTS / f"{name}.md").write_text(markdown + "\n")
+    print(markdown)
+    if failed:
+        print("failed:", json.dumps(failed, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
