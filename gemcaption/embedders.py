@@ -27,6 +27,7 @@ from .text import tokenize
 
 EMBEDDER_FILE = "embedder.json"
 DEFAULT_DIM = 256
+SVD_ITERATIONS = 4  # randomized SVD power iterations (on Flickr8k: 7 explains 0.529 of variance, 4 0.527, in half the time)
 
 
 def l2_normalize(vectors: np.ndarray) -> np.ndarray:
@@ -107,8 +108,8 @@ class TfidfSvdEmbedder:
         if n_terms <= self.requested_dim:
             self.components = None
         else:
-            svd = TruncatedSVD(n_components=self.requested_dim, algorithm="randomized", n_iter=7,
-                               random_state=self.seed)
+            svd = TruncatedSVD(n_components=self.requested_dim, algorithm="randomized",
+                               n_iter=SVD_ITERATIONS, random_state=self.seed)
             svd.fit(matrix)
             self.components = svd.components_.astype(np.float32)
         return self

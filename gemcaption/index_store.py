@@ -4,17 +4,21 @@
 re-score candidates exactly); :class:`VectorIndex` adds the FAISS index on top of it.
 
 Choosing the FAISS index (``factory="auto"``, :func:`choose_index_factory`), in the spirit of
-autofaiss:
+autofaiss, from the measurements in benchmarks/results/index_speed.md:
 
-* up to ``FLAT_MAX`` (100,000) vectors: ``IDMap2,Flat``: exact inner-product search;
+* up to ``FLAT_MAX`` (100,000) vectors: ``Flat``, exact inner-product search (a few ms a query);
 * above that, if ``n * (4 * dim + 320)`` bytes (vectors plus HNSW32 graph links) fit in the memory
-  budget (default: half the machine's RAM): ``IDMap2,HNSW32`` with ``efSearch=HNSW_EF_SEARCH``;
-* otherwise ``IDMap2,IVF{nlist},Flat`` with ``nlist`` the power of two nearest to ``4 * sqrt(n)``
-  and ``nprobe = nlist / 16`` (at least 16).
+  budget (default: half the machine's RAM): ``HNSW32`` with ``efSearch=HNSW_EF_SEARCH`` (64): the
+  only type that kept recall@10 >= 0.95 on the real caption embeddings at a cheap setting;
+* otherwise ``IVF{nlist},Flat`` with ``nlist`` the power of two nearest to ``2 * sqrt(n)`` (the
+  low end of FAISS's usual range, so k-means training stays affordable on small machines) and
+  ``nprobe = nlist / 8`` (real caption embeddings need many probes: they are less clustered than
+  the synthetic benchmark data).
 
 Any FAISS index-factory string may be given instead (e.g. ``"IVF1024,Flat"``, ``"HNSW32"``); it is
-wrapped in ``IDMap2`` for stable ids (IVF indexes store ids themselves). Search-time parameters (``nprobe=..``, ``efSearch=..``) can be
-set with ``search_params``. Indexes that cannot delete (HNSW) hide removed ids and are rebuilt
+wrapped in ``IDMap2`` for stable ids (IVF indexes store ids themselves). Search-time parameters
+(``nprobe=..``, ``efSearch=..``) can be set with ``search_params``. IVF k-means is trained on at
+most ``TRAIN_POINTS_PER_LIST * nlist`` vectors (a seeded sample). Indexes that cannot delete (HNSW) hide removed ids and are rebuilt
 from the kept vectors when more than a quarter of their entries are removed.
 """
 from __future__ import annotations
@@ -30,6 +34,7 @@ from .errors import GemcaptionError, ModelError
 
 FLAT_MAX = 100_000
 HNSW_EF_SEARCH = 64
+TRAIN_POINTS_PER_LIST = 40  # IVF k-means trains on at most this many vectors per list
 HNSW_BYTES_PER_VECTOR = 320  # 32 links x 2 (level 0) x 4 bytes + upper levels, ids, overhead
 
 
@@ -41,8 +46,8 @@ def _memory_bytes() -> int:
 
 
 def ivf_nlist(n: int) -> int:
-    """The power of two nearest to ``4 * sqrt(n)`` (at least 1)."""
-    return max(1, 2 ** round(math.log2(max(4 * math.sqrt(max(n, 1)), 1))))
+    """The power of two nearest to ``2 * sqrt(n)`` (at least 1): 2048 lists for 1M vectors."""
+    return max(1, 2 ** round(math.log2(max(2 * math.sqrt(max(n, 1)), 1))))
 
 
 def choose_index_factory(n: int, dim: int, memory_budget: int | None = None) -> tuple[str, str]:
@@ -53,7 +58,7 @@ def choose_index_factory(n: int, dim: int, memory_budget: int | None = None) -> 
     if n * (4 * dim + HNSW_BYTES_PER_VECTOR) <= budget:
         return "HNSW32", f"efSearch={HNSW_EF_SEARCH}"
     nlist = ivf_nlist(n)
-    return f"IVF{nlist},Flat", f"nprobe={max(16, nlist // 16)}"
+    return f"IVF{nlist},Flat", f"nprobe={max(16, nlist // 8)}"
 
 
 class VectorTable:
@@ -79,11 +84,12 @@ class VectorTable:
         ids = np.asarray(ids, np.int64).reshape(-1)
         if len(ids) != len(vectors):
             raise GemcaptionError("need one id per vector")
-        if any(int(i) in self._rows for i in ids) or len(set(ids.tolist())) != len(ids):
+        if np.isin(ids, self.ids).any() or len(np.unique(ids)) != len(ids):
             raise GemcaptionError("vector ids must be unique")
+        start = len(self.ids)
         self.ids = np.concatenate([self.ids, ids])
         self.vectors = np.concatenate([self.vectors, vectors])
-        self._reindex()
+        self._rows.update((int(i), start + row) for row, i in enumerate(ids))
 
     def remove(self, ids) -> np.ndarray:
         """Drop the given ids; returns the ids that were present."""
@@ -151,7 +157,7 @@ class VectorIndex:
                 self.faiss_index, self.factory, self.search_params = None, factory, params
                 return  # trained on the first vectors added
             try:
-                index.train(self.table.vectors)
+                index.train(self._training_sample(index))
             except RuntimeError as exc:
                 raise GemcaptionError(f"cannot train FAISS index {factory!r} on {len(self.table)} vectors: "
                                       f"{str(exc).splitlines()[-1] if str(exc) else exc}") from exc
@@ -161,6 +167,20 @@ class VectorIndex:
             index.add_with_ids(self.table.vectors, self.table.ids)
         self.faiss_index, self.factory, self.search_params = index, factory, params
         self.hidden = set()
+
+    def _training_sample(self, index) -> np.ndarray:
+        """All vectors, or for IVF a seeded sample of ``TRAIN_POINTS_PER_LIST * nlist`` of them."""
+        import faiss
+
+        vectors = self.table.vectors
+        try:
+            limit = TRAIN_POINTS_PER_LIST * faiss.extract_index_ivf(index).nlist
+        except RuntimeError:  # not an IVF index
+            return vectors
+        if len(vectors) <= limit:
+            return vectors
+        rows = np.sort(np.random.default_rng(0).choice(len(vectors), limit, replace=False))
+        return np.ascontiguousarray(vectors[rows])
 
     def add(self, vectors: np.ndarray, ids) -> None:
         """Add ``vectors`` under ``ids`` (unique, not present yet)."""

@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from gemcaption.embedders import (MeanTokenEmbedder, TfidfSvdEmbedder, build_embedder, l2_normalize,
+from gemcaption.embedders import (SVD_ITERATIONS, MeanTokenEmbedder, TfidfSvdEmbedder, build_embedder, l2_normalize,
                                   load_embedder, word_ngrams)
 from gemcaption.errors import GemcaptionError, ModelError
 
@@ -37,7 +37,7 @@ def test_tfidf_matches_scikit_learn_pipeline():
     ours = embedder.tfidf(CAPTIONS)
     order = [embedder.vocabulary[t] for t in sorted(reference.vocabulary_, key=reference.vocabulary_.get)]
     np.testing.assert_allclose(ours.toarray()[:, order], expected.toarray(), atol=1e-6)
-    svd = TruncatedSVD(5, algorithm="randomized", n_iter=7, random_state=0).fit(expected)
+    svd = TruncatedSVD(5, algorithm="randomized", n_iter=SVD_ITERATIONS, random_state=0).fit(expected)
     np.testing.assert_allclose(np.abs(embedder.transform(CAPTIONS)),
                                np.abs(l2_normalize(svd.transform(expected))), atol=1e-4)
 

@@ -314,4 +314,4 @@ def test_choose_index_factory_rule():
     assert choose_index_factory(50_000, 256) == ("Flat", "")
     assert choose_index_factory(1_000_000, 256, memory_budget=8 << 30)[0] == "HNSW32"
     factory, params = choose_index_factory(1_000_000, 256, memory_budget=1 << 30)
-    assert factory == "IVF4096,Flat" and params == "nprobe=256"
+    assert factory == "IVF2048,Flat" and params == "nprobe=256"
