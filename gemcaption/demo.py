@@ -168,9 +168,9 @@ def evaluate_demo(retriever, test, ids, progress: bool = True) -> dict:
     text_queries = [s.captions[0] for s in samples]
     text_hits = _batched_search(retriever.search_text, text_queries, n, progress, "Text searches")
     image_scores, text_scores = _score_matrix(image_hits, column), _score_matrix(text_hits, column)
-    image_search = category_retrieval_metrics(image_scores, labels, ks=(1, 5))
-    text_exact = retrieval_metrics(text_scores, same_item_relevance(range(n), range(n)), ks=(1, 5, 10))
-    text_label = retrieval_metrics(text_scores, same_item_relevance(labels, labels), ks=(1, 5))
+    image_search = _or_none(category_retrieval_metrics, image_scores, labels, ks=(1, 5))
+    text_exact = _or_none(retrieval_metrics, text_scores, same_item_relevance(range(n), range(n)), ks=(1, 5, 10))
+    text_label = _or_none(retrieval_metrics, text_scores, same_item_relevance(labels, labels), ks=(1, 5))
 
     rows = [MetricRow(f"caption BLEU-{i}", captions[f"bleu{i}"], None, "generated vs true captions") for i in (1, 4)]
     rows.append(MetricRow("caption TF-IDF cosine (best reference)", _first(captions, "tfidf_max", "tfidf_cosine")))
@@ -179,6 +179,9 @@ def evaluate_demo(retriever, test, ids, progress: bool = True) -> dict:
     for title, figures, keys in (("image search, same gem", image_search, ("r1", "r5", "map")),
                                  ("text search, exact image", text_exact, ("r1", "r5", "r10", "mrr")),
                                  ("text search, same gem", text_label, ("r1", "map"))):
+        if figures is None:
+            rows.append(MetricRow(title, None, None, "not enough test images with a shared label"))
+            continue
         for key in keys:
             rows.append(MetricRow(f"{title}: {key.upper() if key[0] == 'r' else key}", figures[key],
                                   figures[f"chance_{key}"], f"{figures['n_queries']} queries, gallery {n}"))
@@ -204,6 +207,16 @@ def evaluate_demo(retriever, test, ids, progress: bool = True) -> dict:
     metrics = {"captioning": captions, "image_search_same_gem": image_search,
                "text_search_exact_image": text_exact, "text_search_same_gem": text_label}
     return {"metrics": metrics, "rows": rows, "image_queries": image_queries, "text_queries": text_results}
+
+
+def _or_none(metric, *args, **kwargs):
+    """``metric(...)``, or None when the test split is too small for it (e.g. no two images share a label)."""
+    from .evaluation._checks import EvaluationError
+
+    try:
+        return metric(*args, **kwargs)
+    except EvaluationError:
+        return None
 
 
 def _first(figures: dict, *keys):
