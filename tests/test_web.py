@@ -19,7 +19,10 @@ def png_bytes(color, size=16) -> bytes:
 
 class FakeCaptioner:
     def caption(self, images, beam_width=1):
-        return ["a red stone" if np.asarray(img)[..., 0].mean() > 128 else "a blue stone" for img in images]
+        from gemcaption.images import load_image
+
+        return ["a red stone" if np.asarray(load_image(img))[..., 0].mean() > 128 else "a blue stone"
+                for img in images]
 
 
 class FakeRetriever:
@@ -194,3 +197,38 @@ def test_serve_command_refuses_bad_options_and_detects_loopback():
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
     assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.2")
     assert main(["serve", "--index", "idx", "--port", "70000"]) == 2
+
+
+def test_serve_command_loads_the_index_and_binds_loopback_by_default(tmp_path, monkeypatch, capsys):
+    import werkzeug.serving
+
+    from gemcaption.cli import main
+    from gemcaption.index import Retriever
+
+    image = tmp_path / "red.png"
+    image.write_bytes(png_bytes("red"))
+    Retriever(FakeCaptioner(), progress=False).build([str(image)], captions=[["a ruby"]]).save(tmp_path / "idx")
+    calls = []
+
+    class FakeServer:
+        server_port = 8123
+
+        def serve_forever(self):
+            calls.append("served")
+
+        def server_close(self):
+            calls.append("closed")
+
+    def fake_make_server(host, port, app, threaded=False):
+        calls.append((host, port, threaded))
+        assert app.test_client().post("/api/search", json={"text": "red"}).status_code == 200
+        return FakeServer()
+
+    monkeypatch.setattr(werkzeug.serving, "make_server", fake_make_server)
+    assert main(["serve", "--index", str(tmp_path / "idx"), "--port", "0"]) == 0
+    assert calls == [("127.0.0.1", 0, True), "served", "closed"]
+    captured = capsys.readouterr()
+    assert "Serving 1 indexed images on http://127.0.0.1:8123/" in captured.out
+    assert "image search is unavailable" in captured.err  # saved without a captioner: text search only
+    assert main(["serve", "--index", str(tmp_path / "idx"), "--host", "0.0.0.0"]) == 0
+    assert "other computers can reach" in capsys.readouterr().err

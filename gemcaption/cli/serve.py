@@ -31,6 +31,18 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def _preload_captioner(args, retriever) -> None:
+    """Load the captioner now, so the first image query is not slow; text search works without it."""
+    from ..errors import ModelError
+
+    if not getattr(args, "quiet", False):
+        print("Loading the captioner for image queries...", file=sys.stderr, flush=True)
+    try:
+        retriever.captioner
+    except ModelError as exc:
+        print(f"gemcaption: warning: image search is unavailable ({exc}); text search works", file=sys.stderr)
+
+
 def serve(args) -> int:
     from werkzeug.serving import make_server
 
@@ -44,6 +56,7 @@ def serve(args) -> int:
     if not 1 <= args.k <= MAX_K:
         raise GemcaptionError(f"-k must be between 1 and {MAX_K}")
     retriever = Retriever.load(args.index, model_dir=args.model, progress=False)
+    _preload_captioner(args, retriever)
     app = create_app(retriever, max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), default_k=args.k)
     if not is_loopback(args.host):
         print(f"gemcaption: warning: listening on {args.host}: other computers can reach this page "
