@@ -10,6 +10,7 @@ the CSV's folder or its ``images/`` subfolder. The shared jewellery set has Span
 from __future__ import annotations
 
 import argparse
+import random
 import sys
 
 from gemcaption.captioner import Captioner
@@ -22,7 +23,7 @@ def main(argv=None) -> int:
     parser.add_argument("--csv", required=True, help="catalogue CSV with image,caption columns")
     parser.add_argument("--out", default="catalogue-model", help="where the trained model is saved")
     parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--limit", type=int, default=None, help="use only the first N images")
+    parser.add_argument("--limit", type=int, default=None, help="use only N images (a seeded random subset)")
     parser.add_argument("--val-fraction", type=float, default=0.2, help="held out when the CSV has no split column")
     parser.add_argument("--embed-dim", type=int, default=256)
     parser.add_argument("--image-size", type=int, default=224)
@@ -31,8 +32,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     dataset = load_dataset(f"csv:{args.csv}")
-    if args.limit is not None:
-        dataset = Dataset(dataset.samples[:args.limit], dataset.name)
+    if args.limit is not None:  # a seeded random subset: catalogues are often sorted by category
+        samples = list(dataset.samples)
+        random.Random(0).shuffle(samples)
+        dataset = Dataset(samples[:args.limit], dataset.name)
     if set(dataset.splits) <= {"train"}:
         dataset = split_dataset(dataset, {"train": 1 - args.val_fraction, "val": args.val_fraction}, seed=0)
     validation_split = next((s for s in ("val", "dev", "test") if s in dataset.splits), None)

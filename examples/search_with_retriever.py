@@ -10,6 +10,7 @@ built over the test split (or the whole set when it has no test split) and saved
 from __future__ import annotations
 
 import argparse
+import random
 import sys
 
 from gemcaption.captioner import Captioner
@@ -28,7 +29,7 @@ def main(argv=None) -> int:
     parser.add_argument("--data", default="demo", help="flickr8k:PATH, folder:PATH, csv:PATH or demo")
     parser.add_argument("--model", default=None, help="a trained captioner (default: train a small one)")
     parser.add_argument("--epochs", type=int, default=5, help="training epochs when no --model is given")
-    parser.add_argument("--limit", type=int, default=None, help="use only the first N images")
+    parser.add_argument("--limit", type=int, default=None, help="use only N images (a seeded random subset)")
     parser.add_argument("--image-size", type=int, default=224, help="encoder input size when training")
     parser.add_argument("--text", action="append", default=None, help="a text query (repeatable)")
     parser.add_argument("--image", default=None, help="an image query (default: the first indexed image)")
@@ -38,8 +39,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     dataset = load_dataset(args.data)
-    if args.limit is not None:
-        dataset = Dataset(dataset.samples[:args.limit], dataset.name)
+    if args.limit is not None:  # a seeded random subset: catalogues are often sorted by category
+        samples = list(dataset.samples)
+        random.Random(0).shuffle(samples)
+        dataset = Dataset(samples[:args.limit], dataset.name)
     if "test" not in dataset.splits:
         dataset = split_dataset(dataset, (0.8, 0.2), names=("train", "test"))
     train, test = dataset.split("train"), dataset.split("test")
