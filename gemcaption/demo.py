@@ -27,6 +27,7 @@ TOP_K = 5
 TEXT_QUERIES = ("a red ruby set in a gold ring", "a pair of silver earrings with blue sapphires",
                 "a green emerald pendant on a gold chain", "a loose purple amethyst", "a yellow citrine ring",
                 "a clear diamond in silver")
+METRIC_NAMES = {"r1": "R@1", "r5": "R@5", "r10": "R@10", "map": "mAP", "mrr": "MRR"}
 GEM_WORDS = ("ruby", "sapphire", "emerald", "amethyst", "citrine", "diamond")
 
 
@@ -183,7 +184,7 @@ def evaluate_demo(retriever, test, ids, progress: bool = True) -> dict:
             rows.append(MetricRow(title, None, None, "not enough test images with a shared label"))
             continue
         for key in keys:
-            rows.append(MetricRow(f"{title}: {key.upper() if key[0] == 'r' else key}", figures[key],
+            rows.append(MetricRow(f"{title}: {METRIC_NAMES[key]}", figures[key],
                                   figures[f"chance_{key}"], f"{figures['n_queries']} queries, gallery {n}"))
 
     path_label = {retriever.get(item_id).image: s.label for item_id, s in zip(gallery, samples)}

@@ -46,7 +46,7 @@ def test_demo_reports_figures_with_their_chance_levels(demo_run):
     assert image_search["n_queries"] == 2  # only the two sapphires share a label among the 7 test images
     assert len(figures["history"]["loss"]) == 2
     html = (root / "report" / "index.html").read_text(encoding="utf-8")
-    assert "text search, exact image: R1" in html and f"{exact['chance_r1']:.3f}" in html
+    assert "text search, exact image: R@1" in html and f"{exact['chance_r1']:.3f}" in html
 
 
 def test_demo_keeps_a_model_and_an_index_that_can_be_searched(demo_run):
@@ -61,7 +61,7 @@ def test_demo_keeps_a_model_and_an_index_that_can_be_searched(demo_run):
 
 
 def test_demo_prints_the_report_path_and_figures(tmp_path, capsys, monkeypatch):
-    rows = [MetricRow("text search, exact image: R1", 0.5, 0.125), MetricRow("caption BLEU-4", 0.25)]
+    rows = [MetricRow("text search, exact image: R@1", 0.5, 0.125), MetricRow("caption BLEU-4", 0.25)]
     demo._print_summary({"report": tmp_path / "r" / "index.html", "seconds": 61.0, "pretrained": True,
                          "rows": rows, "index": tmp_path / "r" / "search-index"}, quiet=False)
     out = capsys.readouterr().out
