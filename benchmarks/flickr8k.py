@@ -7,11 +7,17 @@ treat them as optimistic by the amount model selection can add. Seed paper 003's
 printed beside ours.
 
     python benchmarks/flickr8k.py [--data-dir ../shared/data/flickr8k] [--epochs 15] [--limit N]
+
+On 2 cores the two decoders can train in parallel processes, then be evaluated together:
+    python benchmarks/flickr8k.py --train-only --decoders transformer &
+    python benchmarks/flickr8k.py --train-only --decoders lstm; wait
+    python benchmarks/flickr8k.py --reuse
 """
 from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 from common import ROOT, SHARED, machine, table, write_results
 
@@ -38,6 +44,9 @@ def main():
     parser.add_argument("--limit", type=int, default=None, help="first N train and N//6 dev images (smoke runs)")
     parser.add_argument("--decoders", nargs="+", default=["transformer", "lstm"])
     parser.add_argument("--models-dir", default=str(ROOT / "runs" / "flickr8k"))
+    parser.add_argument("--reuse", action="store_true",
+                        help="load models already trained into --models-dir (e.g. by parallel --train-only runs)")
+    parser.add_argument("--train-only", action="store_true", help="train and save the models, no evaluation")
     args = parser.parse_args()
 
     from gemcaption.captioner import Captioner
@@ -56,13 +65,22 @@ def main():
     encoder, weights = default_pretrained_encoder()
     runs, models = [], {}
     for name in args.decoders:
-        captioner = Captioner(name, encoder=encoder, image_size=224, weights=weights, min_count=5,
-                              embed_dim=args.embed_dim, ff_dim=args.embed_dim, seed=0)
-        started = time.perf_counter()
-        history = captioner.fit(train, dev, epochs=args.epochs, batch_size=args.batch_size, patience=3, verbose=2)
-        seconds = time.perf_counter() - started
-        captioner.save(f"{args.models_dir}/{name}")
+        model_dir = Path(args.models_dir) / name
+        if args.reuse and (model_dir / "config.json").exists():
+            captioner = Captioner.load(model_dir)
+            history = captioner.history
+            seconds = history["seconds"]
+        else:
+            captioner = Captioner(name, encoder=encoder, image_size=224, weights=weights, min_count=5,
+                                  embed_dim=args.embed_dim, ff_dim=args.embed_dim, seed=0)
+            started = time.perf_counter()
+            history = captioner.fit(train, dev, epochs=args.epochs, batch_size=args.batch_size, patience=3,
+                                    verbose=2)
+            seconds = time.perf_counter() - started
+            captioner.save(model_dir)
         models[name] = captioner
+        if args.train_only:
+            continue
         embedder = build_embedder().fit(train_refs)
         for beam in (1, args.beam):
             generated, references = caption_dev(captioner, dev, beam)
@@ -75,6 +93,9 @@ def main():
             row["examples"] = [{"image": dev.images[i], "generated": generated[i], "references": list(references[i])}
                                for i in range(3)]
             runs.append(row)
+
+    if args.train_only:
+        return
 
     def score(row):  # selection on dev: mean of the two retrieval mAPs
         return (row["i2t_map"] + row["t2i_map"]) / 2
