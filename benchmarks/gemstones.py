@@ -200,6 +200,124 @@ def row(name, result):
             "train s": round(result.get("training_seconds", 0.0), 1)}
 
 
+def percent(value) -> str:
+    return f"{100 * value:.1f} %"
+
+
+def write_docs(payload: dict) -> Path:
+    """docs/results-gemstones.md from the benchmark JSON: protocol, table, pictures, notes."""
+    protocol, results = payload["protocol"], payload["results"]
+    rows = [row(name, r) for name, r in results.items() if not name.startswith("_") and "metrics" in r]
+    best = max(rows, key=lambda r: r["accuracy"]) if rows else None
+    rf = results.get("rf-hist-lbp", {}).get("metrics")
+    features = results.get("_feature_extraction")
+    lines = [
+        "# Gemstone classification (68 classes)",
+        "",
+        "Produced by `.venv/bin/python benchmarks/gemstones.py` "
+        f"(raw figures: `benchmarks/results/gemstones.json`; machine: {payload['machine']['cpus']} CPUs, "
+        f"load average {payload['machine']['load_average_1m']} at the end, {payload['machine']['date']}).",
+        "",
+        "## Protocol",
+        "",
+        f"- Data: `{protocol['data']}`, {protocol['photos']} photos in {protocol['classes']} class folders.",
+        f"- Duplicates: {protocol['photos'] - protocol['after_deduplication']} byte-identical copies in "
+        f"{len(protocol['duplicate_groups'])} groups ({protocol['cross_class_duplicate_groups']} groups span "
+        "two classes) were removed before splitting, so no photo is both trained on and tested on.",
+        f"- Split (seed {protocol['seed']}): stratified 80/20 into training ({protocol['train']}) and a "
+        f"held-out validation part ({protocol['held_out_validation']}); **every figure below is measured on "
+        "the held-out part**. Inside the training part a further stratified 20 % "
+        f"({protocol['early_stopping']} photos) decides early stopping (VAE, GAN, CNN head) and the "
+        "regularisation C of the SVMs and logistic regressions (grid in the JSON); the scikit-learn "
+        "models are then refitted on the whole training part.",
+        f"- Caps: VAE at most {protocol['vae_max_epochs']} epochs, GAN at most {protocol['gan_max_epochs']} "
+        "epochs, both with early stopping on the inner split (the seed's 100-epoch default is the library "
+        "default; the cap keeps this CPU benchmark within an hour).",
+        "- TF-IDF sim.: the seed's caption score, mean cosine similarity of TF-IDF vectors between the "
+        "description of the predicted class and that of the true class (1 when right, partial credit "
+        "for a similar stone).",
+    ]
+    if features:
+        lines.append(f"- Encoder features ({features['encoder']}, {features['image_size']} px, views "
+                     f"{', '.join(features['views'])}) were extracted once for all photos in "
+                     f"{features['seconds']:.0f} s and cached; the training times of the feature "
+                     "models below exclude that.")
+    lines += ["", "## Results", "", table(rows, COLUMNS), ""]
+    if best:
+        lines.append(f"Best: **{best['model']}** with {percent(best['accuracy'])} accuracy "
+                     f"(macro F1 {best['macro F1']:.3f}).")
+    if rf:
+        lines.append(f"The published anchor (Chow & Reyes-Aldasoro 2022, Random Forest on colour "
+                     f"histogram + LBP, their own split) is {percent(PUBLISHED_RF)}; our Random Forest on "
+                     f"our histogram + LBP reaches {percent(rf['accuracy'])} on this split.")
+    failed = payload.get("failed") or {}
+    if failed:
+        lines += ["", "Models that failed: " + "; ".join(f"{k}: {v}" for k, v in failed.items())]
+    lines += [
+        "",
+        "## Models",
+        "",
+        "| name | what |", "|---|---|",
+        "| rf-hist-lbp / svm-hist-lbp | Random Forest (500 trees) / RBF SVM on a joint 8x8x8 RGB histogram "
+        "+ rotation-invariant uniform LBP at radii 1, 2, 3 (numpy), 128 px |",
+        "| logreg-lite0 / svm-lite0 | logistic regression / RBF SVM on mean-pooled EfficientNet-Lite0 "
+        "(ImageNet) features, 224 px |",
+        "| *-lite0-colour-lbp-tta | the same on Lite0 features + RGB histogram + LBP + a 12x4x4 HSV "
+        "histogram of the foreground pixels (backdrop colour estimated from the image border and "
+        "masked out); all square-rooted and standardised; horizontally flipped copies added in "
+        "training and averaged at test time |",
+        "| cnn-lite0-head | Lite0 backbone (frozen) + dropout + softmax head trained with Adam, early "
+        "stopping; `fine_tune_layers` can also train the top backbone layers (not benchmarked: CPU) |",
+        "| ensemble | mean of the probabilities of the two Lite0 + colour + LBP models and the CNN "
+        "head (members fixed before running) |",
+        "| gan-ssl | semi-supervised DCGAN (Salimans et al. 2016): discriminator with K logits read as "
+        "K+1 classes (fake logit 0), feature-matching generator; the discriminator classifies |",
+        "| vae-joint / vae-after | the seed's VAE (128 px, [0, 1], random rotation / flips / zoom, "
+        "conv encoder to z_mean / z_log_var, reparameterisation, deconv decoder, loss = MSE + beta KL) "
+        "with the classifier on z_mean trained jointly, or after on the frozen latent means |",
+        "",
+        "EfficientNetB0 with ImageNet weights is not in the table: Keras downloads those weights and "
+        "this machine has no internet access (a random-weight B0 is not a meaningful baseline).",
+    ]
+    pictures = payload.get("pictures") or {}
+    if pictures:
+        lines += ["", "## Pictures", ""]
+        captions = {"vae_reconstructions": "VAE reconstructions of held-out photos (top: photo, "
+                                           "bottom: decoded z_mean)",
+                    "vae_latent": "VAE latent means of all photos, t-SNE, coloured by class",
+                    "confusion_best": "confusion matrix of the best model (rows: true class)",
+                    "confusion_vae": "confusion matrix of the jointly trained VAE"}
+        for key, path in pictures.items():
+            relative = Path(path).relative_to("docs") if path.startswith("docs/") else Path(path)
+            lines.append(f"![{captions.get(key, key)}]({relative.as_posix()})")
+            lines.append("")
+    lines += [
+        "## Running the models yourself",
+        "",
+        "```python",
+        "from gemcaption.classification import GemClassifier",
+        "",
+        'clf = GemClassifier("logreg")          # or "vae", "cnn", "svm", "rf", "gan"',
+        'clf.fit("folder:../shared/data/gemstones/train")   # holds out 20 % for early stopping / checks',
+        'print(clf.describe(["stone.jpg"]))     # ["Alexandrite (0.82): a colour-change chrysoberyl, ..."]',
+        'clf.save("gem-model")',
+        "```",
+        "",
+        "or `gemcaption classify train --data folder:PATH --model logreg --out DIR` (80/20 test split, "
+        "metrics.json and confusion_matrix.png in DIR) and `gemcaption classify predict --model DIR "
+        "[--json] IMAGE...`.",
+        "",
+        "Saved models: the VAE, GAN and CNN head are `.keras` files (no pickle) and logistic regression "
+        "is plain arrays (`.npz`); Random Forest and SVM are stored with joblib, which uses pickle: load "
+        "only model directories you trained yourself.",
+        "",
+    ]
+    path = DOCS / "results-gemstones.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines))
+    return path
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", default=str(SHARED / "gemstones" / "train"))
@@ -211,7 +329,15 @@ def main(argv=None) -> int:
     parser.add_argument("--only", default="", help="comma-separated model names to run (default: all)")
     parser.add_argument("--quick", action="store_true", help="tiny settings to check the script runs")
     parser.add_argument("--classes", type=int, default=0, help="use only the first N classes (0 = all)")
+    parser.add_argument("--partial", default=str(PARTIAL),
+                        help="per-model results so far (read with --only, rewritten after each model)")
+    parser.add_argument("--drop", default="", help="comma-separated result names to forget (stale runs)")
+    parser.add_argument("--docs-only", action="store_true",
+                        help="only rewrite docs/results-gemstones.md from benchmarks/results/gemstones.json")
     args = parser.parse_args(argv)
+    if args.docs_only:
+        print(write_docs(json.loads((RESULTS / "gemstones.json").read_text())).read_text())
+        return 0
 
     from gemcaption.classification.baselines import DescriptorClassifier
     from gemcaption.classification.cnn import CNNClassifier
@@ -230,7 +356,7 @@ def main(argv=None) -> int:
     trees = 50 if quick else 500
     lite = "efficientnet_lite0"
     handcrafted = ("handcrafted",)
-    combo = ("encoder", "handcrafted")
+    combo = ("encoder", "handcrafted", "foreground")
 
     def descriptor(kind, features, size, use_views=False):
         def make(c):
@@ -247,15 +373,15 @@ def main(argv=None) -> int:
         ("features", None, "warm", None, 224, None),
         ("logreg-lite0", "EfficientNet-Lite0 pooled", "sk", descriptor("logreg", ("encoder",), 224), 224, logreg_grid),
         ("svm-lite0", "EfficientNet-Lite0 pooled", "sk", descriptor("svm", ("encoder",), 224), 224, svm_grid),
-        ("logreg-lite0-hist-lbp-tta", "Lite0 + histogram + LBP, flips", "sk",
+        ("logreg-lite0-colour-lbp-tta", "Lite0 + RGB hist. + LBP + foreground HSV hist., flips", "sk",
          descriptor("logreg", combo, 224, True), 224, logreg_grid),
-        ("svm-lite0-hist-lbp-tta", "Lite0 + histogram + LBP, flips", "sk",
+        ("svm-lite0-colour-lbp-tta", "Lite0 + RGB hist. + LBP + foreground HSV hist., flips", "sk",
          descriptor("svm", combo, 224, True), 224, svm_grid),
         ("cnn-lite0-head", "Lite0 + trained softmax head, flips", "keras",
          lambda: CNNClassifier(encoder=lite, image_size=224, views=views, seed=args.seed,
                                epochs=20 if quick else 300), 224, None),
         ("ensemble", "mean of the three models above", "ensemble",
-         ["logreg-lite0-hist-lbp-tta", "svm-lite0-hist-lbp-tta", "cnn-lite0-head"], 224, None),
+         ["logreg-lite0-colour-lbp-tta", "svm-lite0-colour-lbp-tta", "cnn-lite0-head"], 224, None),
         ("gan-ssl", "semi-supervised DCGAN discriminator, 64 px", "keras",
          lambda: GANClassifier(image_size=64, filters=(32, 64, 128, 256), epochs=gan_epochs,
                                patience=12, batch_size=32, seed=args.seed), 64, None),
@@ -269,11 +395,16 @@ def main(argv=None) -> int:
                                seed=args.seed), 128, None),
     ]
     only = set(filter(None, args.only.split(",")))
-    results: dict = json.loads(PARTIAL.read_text()) if only and PARTIAL.exists() else {}
+    partial = Path(args.partial)
+    probabilities_path = PROBABILITIES.with_name(f"{PROBABILITIES.stem}-{partial.stem}.npz")
+    results: dict = json.loads(partial.read_text()) if only and partial.exists() else {}
     probabilities: dict = {}
-    if only and PROBABILITIES.exists():
-        with np.load(PROBABILITIES) as stored:
+    if only and probabilities_path.exists():
+        with np.load(probabilities_path) as stored:
             probabilities = {key: stored[key] for key in stored.files}
+    for name in filter(None, args.drop.split(",")):
+        results.pop(name, None)
+        probabilities.pop(name, None)
     vae_model = None
     for name, features, family, make, size, grid in plan:
         if only and name not in only and not (family == "warm"):
@@ -281,8 +412,8 @@ def main(argv=None) -> int:
         log(f"== {name}")
         try:
             if family == "warm":
-                if not only or only & {"logreg-lite0", "svm-lite0", "logreg-lite0-hist-lbp-tta",
-                                       "svm-lite0-hist-lbp-tta", "cnn-lite0-head"}:
+                if not only or only & {"logreg-lite0", "svm-lite0", "logreg-lite0-colour-lbp-tta",
+                                       "svm-lite0-colour-lbp-tta", "cnn-lite0-head"}:
                     results["_feature_extraction"] = {"encoder": lite, "image_size": size,
                                                       "views": list(views),
                                                       "seconds": warm_features(data, lite, size, views)}
@@ -318,10 +449,14 @@ def main(argv=None) -> int:
             traceback.print_exc()
             results[name] = {"features": features, "error": f"{type(exc).__name__}: {exc}"}
         RESULTS.mkdir(parents=True, exist_ok=True)
-        PARTIAL.write_text(json.dumps(results, indent=2, default=str))
-        np.savez(PROBABILITIES, **probabilities)
+        partial.write_text(json.dumps(results, indent=2, default=str))
+        np.savez(probabilities_path, **probabilities)
 
     pictures = save_pictures(data, vae_model, results) if not (quick or args.classes) else {}
+    previous = RESULTS / "gemstones.json"
+    if vae_model is None and previous.exists() and not (quick or args.classes):
+        old = json.loads(previous.read_text()).get("pictures", {})
+        pictures = {**{k: v for k, v in old.items() if k.startswith("vae")}, **pictures}
     rows = [row(name, r) for name, r in results.items() if not name.startswith("_") and "metrics" in r]
     failed = {name: r["error"] for name, r in results.items() if "error" in r}
     markdown = table(rows, COLUMNS)
@@ -340,6 +475,8 @@ def main(argv=None) -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{name}.json").write_text(json.dumps(payload, indent=2, default=str))
     (RESULTS / f"{name}.md").write_text(markdown + "\n")
+    if name == "gemstones":
+        write_docs(payload)
     print(markdown)
     if failed:
         print("failed:", json.dumps(failed, indent=2))

@@ -211,3 +211,17 @@ def test_descriptor_baseline_checks_its_input():
         DescriptorClassifier("knn")
     with pytest.raises(ValueError):
         DescriptorClassifier("rf", views=("sideways",))
+
+
+def test_foreground_colour_histogram_ignores_the_backdrop():
+    from gemcaption.classification.descriptors import foreground_color_histogram, foreground_mask
+
+    white = np.full((2, 32, 32, 3), 250, np.uint8)
+    white[0, 8:24, 8:24] = [200, 20, 20]      # a red stone on white
+    white[1, 12:20, 12:20] = [200, 20, 20]    # a smaller red stone on white
+    assert foreground_mask(white).sum(axis=(1, 2)).tolist() == [256, 64]
+    hist = foreground_color_histogram(white)
+    # hue 0 -> bin 0, saturation 0.9 -> bin 3, value 0.78 -> bin 3: cell (0 * 4 + 3) * 4 + 3
+    assert hist.shape == (2, 192) and hist[0, 15] == pytest.approx(1.0) and hist[1, 15] == pytest.approx(1.0)
+    plain = np.full((1, 16, 16, 3), 90, np.uint8)  # no foreground: every pixel counts
+    assert foreground_color_histogram(plain).sum() == pytest.approx(1.0)

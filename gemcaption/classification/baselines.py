@@ -18,7 +18,7 @@ import numpy as np
 from ..errors import DatasetError, ModelError
 from .base import (check_images, check_labels, read_model_file, register_model, softmax,
                    write_model_file)
-from .descriptors import handcrafted_features
+from .descriptors import foreground_color_histogram, handcrafted_features
 
 VIEWS = {
     "identity": lambda x: x,
@@ -26,7 +26,7 @@ VIEWS = {
     "vflip": lambda x: x[:, ::-1],
     "rot90": lambda x: np.rot90(x, 1, axes=(1, 2)),
 }
-FEATURE_SETS = ("handcrafted", "encoder")
+FEATURE_SETS = ("handcrafted", "encoder", "foreground")
 
 
 def make_encoder(name: str, image_size: int, weights):
@@ -96,16 +96,18 @@ class FeatureExtractor:
             return pooled
         return self.encoder.pooled_features(images, progress=self.progress)
 
-    def handcrafted(self, images: np.ndarray) -> np.ndarray:
-        """Colour histogram + LBP rows, memoised per image content within this process."""
+    def handcrafted(self, images: np.ndarray, kind: str = "handcrafted") -> np.ndarray:
+        """Colour histogram + LBP rows (or foreground HSV histograms), memoised per image content
+        within this process."""
         import hashlib
 
-        digests = [hashlib.sha1(image.tobytes()).hexdigest() for image in images]
+        describe = handcrafted_features if kind == "handcrafted" else foreground_color_histogram
+        digests = [kind + hashlib.sha1(image.tobytes()).hexdigest() for image in images]
         missing = [i for i, d in enumerate(digests) if d not in _HANDCRAFTED_ROWS]
         if missing:
             if len(_HANDCRAFTED_ROWS) + len(missing) > _HANDCRAFTED_LIMIT:
                 _HANDCRAFTED_ROWS.clear()
-            rows = handcrafted_features(images[missing])
+            rows = describe(images[missing])
             found = {digests[i]: row for i, row in zip(missing, rows)}
             _HANDCRAFTED_ROWS.update(found)
         else:
@@ -119,6 +121,8 @@ class FeatureExtractor:
         if "handcrafted" in self.features:
             # square root: Hellinger mapping of the histograms, better for linear models and SVMs
             parts.append(np.sqrt(self.handcrafted(images)))
+        if "foreground" in self.features:
+            parts.append(np.sqrt(self.handcrafted(images, "foreground")))
         return np.concatenate(parts, axis=1).astype(np.float32)
 
 
@@ -126,8 +130,9 @@ class FeatureExtractor:
 class DescriptorClassifier:
     """A scikit-learn classifier (``rf``, ``svm`` or ``logreg``) on image descriptors.
 
-    ``features``: ``("handcrafted",)`` (colour histogram + LBP), ``("encoder",)`` (pooled encoder
-    features) or both. ``views``: image copies added in training and averaged at test time.
+    ``features``: any of ``"handcrafted"`` (colour histogram + LBP), ``"encoder"`` (pooled encoder
+    features) and ``"foreground"`` (HSV histogram of the stone's pixels, backdrop masked out).
+    ``views``: image copies added in training and averaged at test time.
     Logistic regression is saved as plain arrays (``.npz``); RF and SVM with joblib, which uses
     pickle: load only model directories you trained yourself.
     """
@@ -162,12 +167,10 @@ class DescriptorClassifier:
         return [self.extractor(apply_view(images, view)) for view in self.views]
 
     def _estimator(self, y):
-        from sklearn.calibration import CalibratedClassifierCV
         from sklearn.ensemble import RandomForestClassifier
         from sklearn.linear_model import LogisticRegression
         from sklearn.pipeline import make_pipeline
         from sklearn.preprocessing import StandardScaler
-        from sklearn.svm import SVC
 
         if self.classifier == "rf":
             return RandomForestClassifier(n_estimators=self.n_estimators, random_state=self.seed,
@@ -176,10 +179,8 @@ class DescriptorClassifier:
             smallest = int(np.bincount(y)[np.unique(y)].min())
             if smallest < 2:
                 raise DatasetError("the SVM needs at least 2 training images per class "
-                                   "(its probabilities are calibrated by cross-validation)")
-            svm = SVC(C=self.svm_c, kernel="rbf", gamma="scale", random_state=self.seed)
-            return make_pipeline(StandardScaler(), CalibratedClassifierCV(
-                svm, cv=min(3, smallest), ensemble=False))
+                                   "(its probabilities are fitted by internal cross-validation)")
+            return make_pipeline(StandardScaler(), _svm_with_probabilities(self.svm_c, self.seed))
         return make_pipeline(StandardScaler(), LogisticRegression(C=self.logreg_c, max_iter=2000))
 
     def fit(self, images, labels, num_classes, validation=None):
@@ -257,6 +258,41 @@ class DescriptorClassifier:
         except (OSError, ValueError, KeyError) as exc:
             raise ModelError(f"{directory}: cannot read the fitted estimator ({exc})") from exc
         return model
+
+
+def _svm_with_probabilities(c: float, seed):
+    """RBF SVM with Platt-scaled pairwise probabilities (libsvm's own, far better for many classes
+    than per-class calibration of one-vs-rest scores); falls back to CalibratedClassifierCV on
+    scikit-learn versions without ``probability=True``."""
+    import warnings
+
+    from sklearn.svm import SVC
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # deprecated in scikit-learn 1.9
+            return _QuietSVC(C=c, kernel="rbf", gamma="scale", probability=True, random_state=seed)
+    except TypeError:
+        from sklearn.calibration import CalibratedClassifierCV
+
+        svm = SVC(C=c, kernel="rbf", gamma="scale", random_state=seed)
+        return CalibratedClassifierCV(svm, cv=3, ensemble=False)
+
+
+try:
+    from sklearn.svm import SVC as _SVC
+
+    class _QuietSVC(_SVC):
+        """SVC whose fit does not repeat the ``probability`` deprecation warning."""
+
+        def fit(self, *args, **kwargs):
+            import warnings
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)
+                return super().fit(*args, **kwargs)
+except ImportError:  # pragma: no cover
+    _QuietSVC = None
 
 
 def _logreg_arrays(pipeline) -> dict:

@@ -163,3 +163,41 @@ def handcrafted_features(images, bins: int = 8, radii=(1, 2, 3), method: str = "
         rows.append(np.concatenate([color_histogram(chunk, bins=bins, joint=True),
                                     lbp_histogram(chunk, radii=radii, method=method)], axis=1))
     return np.concatenate(rows, axis=0).astype(np.float32)
+
+
+def foreground_mask(images, threshold: float = 40.0, border: int = 4,
+                    min_share: float = 0.05) -> np.ndarray:
+    """Boolean (N, H, W): pixels whose RGB distance from the background colour exceeds
+    ``threshold``. The background colour is the median of a ``border``-pixel frame (product photos
+    of stones lie on a plain backdrop). Images with under ``min_share`` foreground use all pixels."""
+    batch = _as_batch(images).astype(np.float32)
+    n = batch.shape[0]
+    frame = np.concatenate([batch[:, :border].reshape(n, -1, 3), batch[:, -border:].reshape(n, -1, 3),
+                            batch[:, :, :border].reshape(n, -1, 3),
+                            batch[:, :, -border:].reshape(n, -1, 3)], axis=1)
+    background = np.median(frame, axis=1)
+    distance = np.linalg.norm(batch - background[:, None, None, :], axis=-1)
+    mask = distance > threshold
+    mask[mask.mean(axis=(1, 2)) < min_share] = True
+    return mask
+
+
+def foreground_color_histogram(images, bins=(12, 4, 4), threshold: float = 40.0) -> np.ndarray:
+    """Normalised HSV histogram (hue x saturation x value cells) of the foreground pixels only,
+    so the backdrop's colour does not swamp the stone's."""
+    from matplotlib.colors import rgb_to_hsv
+
+    batch = _as_batch(images)
+    while min(batch.shape[1:3]) > 160:  # colour statistics need no more pixels: 4x less work
+        batch = batch[:, ::2, ::2]
+    n = batch.shape[0]
+    mask = foreground_mask(batch, threshold).reshape(n, -1)
+    hsv = rgb_to_hsv(batch.astype(np.float32) / 255.0).reshape(n, -1, 3)
+    cells = np.zeros(hsv.shape[:2], np.int64)
+    for channel, count in enumerate(bins):
+        cells = cells * count + np.minimum((hsv[..., channel] * count).astype(np.int64), count - 1)
+    size = int(np.prod(bins))
+    offsets = np.arange(n)[:, None] * size
+    counts = np.bincount((cells + offsets).ravel(), weights=mask.ravel().astype(np.float64),
+                         minlength=n * size).reshape(n, size)
+    return (counts / counts.sum(axis=1, keepdims=True)).astype(np.float32)
