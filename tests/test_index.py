@@ -295,23 +295,50 @@ def test_hybrid_scores_mix_caption_and_visual_cosines(images, tmp_path):
 def test_grows_from_exact_to_approximate_index_when_auto(monkeypatch, tmp_path):
     from gemcaption import index_store
 
-    monkeypatch.setattr(index_store, "FLAT_MAX", 4)
+    monkeypatch.setattr(index_store, "FLAT_MAX", 20)
     index = VectorIndex(8)
     rng = np.random.default_rng(0)
-    vectors = l2_normalize(rng.normal(size=(6, 8)))
-    index.add(vectors[:4], range(4))
+    vectors = l2_normalize(rng.normal(size=(40, 8)))
+    index.add(vectors[:20], range(20))
     assert index.factory == "Flat"
-    index.add(vectors[4:], [10, 11])
-    assert index.factory == "HNSW32" and len(index) == 6
-    assert index.search(vectors[4:5], 1) == [[(10, pytest.approx(1.0, abs=1e-5))]]
+    index.add(vectors[20:], range(100, 120))
+    assert index.factory == "IVF16,PQ2x4fs,RFlat" and index.search_params == "k_factor=32" and len(index) == 40
+    assert index.search(vectors[25:26], 1) == [[(105, pytest.approx(1.0, abs=1e-5))]]
+    assert index.remove([105]) == 1 and 105 in index.hidden
+    assert 105 not in [i for i, _ in index.search(vectors[25:26], 5)[0]]
     with pytest.raises(GemcaptionError, match="unique"):
-        index.add(vectors[:1], [10])
+        index.add(vectors[:1], [100])
 
 
 def test_choose_index_factory_rule():
     from gemcaption.index_store import choose_index_factory
 
-    assert choose_index_factory(50_000, 256) == ("Flat", "")
-    assert choose_index_factory(1_000_000, 256, memory_budget=8 << 30)[0] == "HNSW32"
-    factory, params = choose_index_factory(1_000_000, 256, memory_budget=1 << 30)
-    assert factory == "IVF2048,Flat" and params == "nprobe=256"
+    assert choose_index_factory(50_000, 256) == "Flat"
+    assert choose_index_factory(1_000_000, 256, memory_budget=8 << 30) == "IVF2048,PQ64x4fs,RFlat"
+    assert choose_index_factory(1_000_000, 256, memory_budget=1 << 30) == "IVF2048,SQ8"
+    assert choose_index_factory(200_000, 100, memory_budget=8 << 30) == "IVF1024,SQ8"
+
+
+@pytest.mark.parametrize("factory, name", [("IVF64,Flat", "nprobe"), ("HNSW8", "efSearch")])
+def test_search_parameters_are_tuned_to_the_target_recall(factory, name):
+    import faiss
+
+    from gemcaption.index_store import exact_neighbours
+
+    rng = np.random.default_rng(1)
+    vectors = l2_normalize(rng.normal(size=(4000, 16)))
+    index = VectorIndex(16, factory)
+    index.add(vectors, np.arange(4000) * 2)
+    key, value = index.search_params.split("=")
+    assert key == name and int(value) > 1
+
+    def recall(setting):
+        faiss.ParameterSpace().set_index_parameters(index.faiss_index, f"{name}={setting}")
+        queries = l2_normalize(rng.normal(size=(300, 16)))
+        truth = exact_neighbours(queries, vectors, 10) * 2
+        found = index.search(queries, 10)
+        return np.mean([len({i for i, _ in hits} & set(t.tolist())) / 10 for hits, t in zip(found, truth)])
+
+    assert recall(int(value)) >= 0.92  # tuned for 0.95 on 200 held-out vectors
+    assert recall(int(value) // 2 if name == "nprobe" else max(1, int(value) // 8)) < recall(int(value))
+    assert VectorIndex(16, factory, search_params=f"{name}=3").search_params_setting == f"{name}=3"
