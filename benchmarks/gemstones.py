@@ -250,6 +250,9 @@ def write_docs(payload: dict) -> Path:
         lines.append(f"The published anchor (Chow & Reyes-Aldasoro 2022, Random Forest on colour "
                      f"histogram + LBP, their own split) is {percent(PUBLISHED_RF)}; our Random Forest on "
                      f"our histogram + LBP reaches {percent(rf['accuracy'])} on this split.")
+    notes = payload.get("notes") or []
+    if notes:
+        lines += ["", "Run notes:", ""] + [f"- {note}" for note in notes]
     failed = payload.get("failed") or {}
     if failed:
         lines += ["", "Models that failed: " + "; ".join(f"{k}: {v}" for k, v in failed.items())]
@@ -268,8 +271,8 @@ def write_docs(payload: dict) -> Path:
         "training and averaged at test time |",
         "| cnn-lite0-head | Lite0 backbone (frozen) + dropout + softmax head trained with Adam, early "
         "stopping; `fine_tune_layers` can also train the top backbone layers (not benchmarked: CPU) |",
-        "| ensemble | mean of the probabilities of the two Lite0 + colour + LBP models and the CNN "
-        "head (members fixed before running) |",
+        "| ensemble | mean of the probabilities of the Lite0 + colour + LBP models and the CNN "
+        "head (members fixed before running; the ones that finished are listed in the row) |",
         "| gan-ssl | semi-supervised DCGAN (Salimans et al. 2016): discriminator with K logits read as "
         "K+1 classes (fake logit 0), feature-matching generator; the discriminator classifies |",
         "| vae-joint / vae-after | the seed's VAE (128 px, [0, 1], random rotation / flips / zoom, "
@@ -424,7 +427,8 @@ def main(argv=None) -> int:
                     log("  skipped: fewer than two members ran")
                     continue
                 proba = np.mean([probabilities[m] for m in members], axis=0)
-                result = {"features": features, "members": members, "training_seconds":
+                result = {"features": "mean probability of " + " + ".join(members),
+                          "members": members, "training_seconds":
                           sum(results[m]["training_seconds"] for m in members)}
             else:
                 if family == "sk":
