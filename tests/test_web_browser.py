@@ -96,9 +96,16 @@ def browser(tmp_path):
 def _result_captions(driver, wait, expected_word):
     from selenium.webdriver.common.by import By
 
-    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#results .result")
-               and expected_word in d.find_element(By.CSS_SELECTOR, "#results .result .caption").text)
-    return [e.text for e in driver.find_elements(By.CSS_SELECTOR, "#results .result .caption")]
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    def captions(d):
+        try:  # the grid is re-rendered by each search: an element read mid-render goes stale
+            texts = [e.text for e in d.find_elements(By.CSS_SELECTOR, "#results .result .caption")]
+        except StaleElementReferenceException:
+            return False
+        return texts if texts and expected_word in texts[0] else False
+
+    return wait.until(captions)
 
 
 def test_upload_image_then_type_text_then_click_a_result(served_index, browser):
@@ -116,9 +123,8 @@ def test_upload_image_then_type_text_then_click_a_result(served_index, browser):
     assert "Generated caption" in browser.find_element(By.ID, "query").text
     assert all(img.get_attribute("src").split("/images/")[1].isdigit()
                for img in browser.find_elements(By.CSS_SELECTOR, "#results .result img"))
-    loaded = browser.execute_script(
-        "return Array.from(document.querySelectorAll('#results img')).every(i => i.complete && i.naturalWidth > 0)")
-    assert loaded
+    assert wait.until(lambda d: d.execute_script(  # every result image arrives from /images/<id>
+        "return Array.from(document.querySelectorAll('#results img')).every(i => i.complete && i.naturalWidth > 0)"))
 
     box = browser.find_element(By.ID, "text-input")
     box.send_keys("emerald")
