@@ -225,3 +225,20 @@ def test_foreground_colour_histogram_ignores_the_backdrop():
     assert hist.shape == (2, 192) and hist[0, 15] == pytest.approx(1.0) and hist[1, 15] == pytest.approx(1.0)
     plain = np.full((1, 16, 16, 3), 90, np.uint8)  # no foreground: every pixel counts
     assert foreground_color_histogram(plain).sum() == pytest.approx(1.0)
+
+
+def test_pictures_reconstruction_grid_and_latent_projection(tmp_path):
+    from PIL import Image
+
+    from gemcaption.classification.plots import project_2d, save_latent_projection, save_reconstruction_grid
+
+    images, labels = coloured_images(4, size=16)
+    grid = save_reconstruction_grid(images[:6], 255 - images[:6], tmp_path / "grid.png", columns=3)
+    assert Image.open(grid).size[0] > 0
+    points = project_2d(np.random.default_rng(0).normal(size=(12, 5)), "pca")
+    assert points.shape == (12, 2)
+    latent = np.eye(3)[labels] * 5 + np.random.default_rng(1).normal(0, 0.1, (12, 3))
+    path = save_latent_projection(latent, labels, tmp_path / "latent.png", method="tsne")
+    assert path.stat().st_size > 0
+    with pytest.raises(ValueError):
+        save_reconstruction_grid(images[:2], images[:3], tmp_path / "bad.png")
