@@ -9,9 +9,13 @@ from common import RESULTS, ROOT
 
 SECTIONS = [  # (results file stem, heading, command that reproduces it)
     ("train_speed", "Training and decoding speed (Flickr8k train)", "python benchmarks/train_speed.py"),
-    ("flickr8k", "Flickr8k captioning and retrieval (dev split)", "python benchmarks/flickr8k.py"),
+    ("flickr8k", "Flickr8k captioning and retrieval (dev split)",
+     "python benchmarks/flickr8k.py --epochs 5 --embed-dim 256` (the two decoders were trained in parallel "
+     "with `--train-only --decoders NAME`, then evaluated with `--reuse"),
     ("encoders", "Image encoders: speed and gemstone linear probe", "python benchmarks/encoders.py"),
-    ("gemstones", "Gemstone classification (68 classes)", "python benchmarks/gemstones.py"),
+    ("gemstones", "Gemstone classification (68 classes)",
+     "python benchmarks/gemstones.py` (three runs with the same seed and split, merged: see "
+     "[results-gemstones.md](results-gemstones.md)"),
     ("index_speed", "FAISS index speed and recall", "python benchmarks/index_speed.py"),
     ("demo", "The demo (synthetic jewellery set)", "gemcaption demo"),
 ]
