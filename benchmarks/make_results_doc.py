@@ -7,17 +7,17 @@ from pathlib import Path
 
 from common import RESULTS, ROOT
 
-SECTIONS = [  # (results file stem, heading, command that reproduces it)
-    ("train_speed", "Training and decoding speed (Flickr8k train)", "python benchmarks/train_speed.py"),
+SECTIONS = [  # (results file stem, heading, command that reproduces it, how it was run)
+    ("train_speed", "Training and decoding speed (Flickr8k train)", "python benchmarks/train_speed.py", ""),
     ("flickr8k", "Flickr8k captioning and retrieval (dev split)",
-     "python benchmarks/flickr8k.py --epochs 5 --embed-dim 256` (the two decoders were trained in parallel "
-     "with `--train-only --decoders NAME`, then evaluated with `--reuse"),
-    ("encoders", "Image encoders: speed and gemstone linear probe", "python benchmarks/encoders.py"),
-    ("gemstones", "Gemstone classification (68 classes)",
-     "python benchmarks/gemstones.py` (three runs with the same seed and split, merged: see "
-     "[results-gemstones.md](results-gemstones.md)"),
-    ("index_speed", "FAISS index speed and recall", "python benchmarks/index_speed.py"),
-    ("demo", "The demo (synthetic jewellery set)", "gemcaption demo"),
+     "python benchmarks/flickr8k.py --epochs 5 --embed-dim 256",
+     "The two decoders were trained in parallel with `--train-only --decoders NAME`, then evaluated "
+     "together with `--reuse`."),
+    ("encoders", "Image encoders: speed and gemstone linear probe", "python benchmarks/encoders.py", ""),
+    ("gemstones", "Gemstone classification (68 classes)", "python benchmarks/gemstones.py",
+     "Three runs with the same seed and split, merged: see [results-gemstones.md](results-gemstones.md)."),
+    ("index_speed", "FAISS index speed and recall", "python benchmarks/index_speed.py", ""),
+    ("demo", "The demo (synthetic jewellery set)", "python benchmarks/demo.py", ""),
 ]
 
 
@@ -27,11 +27,12 @@ def main():
              "(the JSON beside each table has the raw values and the machine's load during the run). "
              "All runs: 2 CPU cores, no GPU. Regenerate this page with "
              "`python benchmarks/make_results_doc.py`.", ""]
-    for stem, heading, command in SECTIONS:
+    for stem, heading, command, how in SECTIONS:
         path = RESULTS / f"{stem}.md"
         if not path.exists():
             continue
-        parts += [f"## {heading}", "", f"Reproduce: `{command}` (output: `benchmarks/results/{stem}.json`).", "",
+        parts += [f"## {heading}", "", f"Reproduce: `{command}` (output: `benchmarks/results/{stem}.json`). {how}",
+                  "",
                   path.read_text().strip(), ""]
     (ROOT / "docs" / "results.md").write_text("\n".join(parts))
     print(f"wrote {ROOT / 'docs' / 'results.md'}")
