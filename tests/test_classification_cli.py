@@ -147,3 +147,12 @@ def test_cli_train_and_predict(gem_folder, tmp_path, capsys):
     assert capsys.readouterr().out.startswith(f"{image}: Emerald (")
     assert main(["classify", "predict", "--model", str(tmp_path / "nothing"), image]) == 2
     assert "not a GemClassifier directory" in capsys.readouterr().err
+
+
+def test_cli_train_uses_the_chosen_encoder(gem_folder, tmp_path, capsys):
+    out = tmp_path / "b0"
+    assert main(["classify", "train", "--data", f"folder:{gem_folder}", "--model", "logreg",
+                 "--encoder", "efficientnetb0", "--weights", "none", "--out", str(out)]) == 0
+    assert "encoder: efficientnetb0, weights: none" in capsys.readouterr().err
+    saved = " ".join(p.read_text() for p in out.rglob("*.json"))
+    assert '"efficientnetb0"' in saved and '"efficientnet_lite0"' not in saved

