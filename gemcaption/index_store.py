@@ -21,8 +21,7 @@ Search parameters are then tuned, as autofaiss does: unless ``search_params`` is
 ``nprobe`` (IVF) or ``efSearch`` (HNSW) whose recall@10 reaches ``TARGET_RECALL`` (0.95) against
 exact search (mean recall minus two standard errors, so fresh queries reach it too) is chosen each
 time the index is (re)built, using ``TUNING_QUERIES`` (500) of the vectors as fresh queries: they
-are held out while tuning and added afterwards. Adding vectors
-later keeps the setting.
+are held out while tuning and added afterwards. Adding vectors later keeps the setting.
 
 Any FAISS index-factory string may be given instead (e.g. ``"IVF1024,Flat"``, ``"HNSW32"``); it is
 wrapped in ``IDMap2`` for stable ids (IVF indexes store ids themselves). Search-time parameters
