@@ -50,6 +50,7 @@ class Captioner:
         self.vocabulary = None
         self.decoder = None
         self.history: dict = {}
+        self.model_dir: str | None = None  # where it was saved or loaded from (indexes refer to it)
         self._encoder = None
         self._generator = None
 
@@ -216,6 +217,7 @@ class Captioner:
         (path / "config.json").write_text(json.dumps(config, indent=2))
         if self.history:
             write_history(self.history, path)
+        self.model_dir = str(path.absolute())
         return path
 
     @classmethod
@@ -249,6 +251,7 @@ class Captioner:
         self.encoder_spec["weights"] = enc["weights_id"]
         history = path / "history.json"
         self.history = json.loads(history.read_text()) if history.exists() else {}
+        self.model_dir = str(path.absolute())
         return self
 
     def _require_trained(self):

@@ -59,6 +59,7 @@ def test_save_load_round_trip_gives_identical_captions(trained, data, tmp_path):
     loaded = Captioner.load(tmp_path / "model", feature_cache=False)  # recompute features from pixels
     assert loaded.caption(images, beam_width=2) == before
     assert loaded.encoder.config() == trained.encoder.config()
+    assert loaded.model_dir == trained.model_dir == str((tmp_path / "model").absolute())
 
 
 def test_one_optimizer_step_per_batch_of_images(data):
