@@ -3,7 +3,6 @@
 Every figure in docs/results.md is copied from those files, so the doc never disagrees with
 the benchmark outputs. Run it after any benchmark:  python benchmarks/make_results_doc.py
 """
-from pathlib import Path
 
 from common import RESULTS, ROOT
 

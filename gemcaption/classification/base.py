@@ -103,3 +103,14 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     shifted = logits - logits.max(axis=1, keepdims=True)
     exp = np.exp(shifted)
     return exp / exp.sum(axis=1, keepdims=True)
+
+
+def config_from_model_file(directory, encoder=None, tuple_keys=("views",)) -> tuple[dict, dict]:
+    """``(payload, constructor config)`` of a saved encoder-based model; ``encoder`` overrides the saved one."""
+    payload = read_model_file(directory)
+    config = dict(payload["config"])
+    for key in tuple_keys:
+        config[key] = tuple(config[key])
+    if encoder is not None:
+        config["encoder"] = encoder
+    return payload, config

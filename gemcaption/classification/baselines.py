@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DatasetError, ModelError
-from .base import (check_images, check_labels, read_model_file, register_model, softmax,
+from .base import (check_images, check_labels, config_from_model_file, register_model, softmax,
                    write_model_file)
 from .descriptors import foreground_color_histogram, handcrafted_features
 
@@ -238,12 +238,7 @@ class DescriptorClassifier:
     @classmethod
     def load(cls, directory, encoder=None):
         """Rebuild from a directory written by :meth:`save` (joblib files: trusted dirs only)."""
-        payload = read_model_file(directory)
-        config = dict(payload["config"])
-        config["features"] = tuple(config["features"])
-        config["views"] = tuple(config["views"])
-        if encoder is not None:
-            config["encoder"] = encoder
+        payload, config = config_from_model_file(directory, encoder, ("features", "views"))
         model = cls(**config)
         model.num_classes = int(payload["num_classes"])
         path = Path(directory)

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ModelError
-from .base import check_images, check_labels, read_model_file, register_model, write_model_file
+from .base import check_images, check_labels, config_from_model_file, register_model, write_model_file
 from .baselines import FeatureExtractor, apply_view
 
 HEAD_FILE = "head.keras"
@@ -174,11 +174,7 @@ class CNNClassifier:
         """Rebuild from a directory written by :meth:`save`."""
         import keras
 
-        payload = read_model_file(directory)
-        config = dict(payload["config"])
-        config["views"] = tuple(config["views"])
-        if encoder is not None:
-            config["encoder"] = encoder
+        payload, config = config_from_model_file(directory, encoder, ("views",))
         model = cls(**config)
         model.num_classes = int(payload["num_classes"])
         path = Path(directory)

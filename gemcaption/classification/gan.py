@@ -18,6 +18,8 @@ import keras
 import numpy as np
 from keras import layers, ops
 
+from .keras_parts import PrebuiltPartsMixin
+
 from ..errors import ModelError
 from .base import check_images, check_labels, read_model_file, register_model, write_model_file
 
@@ -55,7 +57,7 @@ def build_discriminator(image_size, num_classes, filters, dropout) -> keras.Mode
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class SemiSupervisedGAN(keras.Model):
+class SemiSupervisedGAN(PrebuiltPartsMixin, keras.Model):
     """Semi-supervised GAN; ``call(images 0..255)`` returns class probabilities."""
 
     def __init__(self, num_classes, image_size=64, noise_dim=100, filters=(64, 128, 256, 256),
@@ -143,16 +145,6 @@ class SemiSupervisedGAN(keras.Model):
             tracker.update_state(values[name])
         self.accuracy_tracker.update_state(labels, logits)
         return {m.name: m.result() for m in self.metrics}
-
-    def build(self, input_shape=None):
-        """The sub-models are functional and built at construction."""
-        self.built = True
-
-    def get_compile_config(self):
-        return {}
-
-    def compile_from_config(self, config):
-        self.compile()
 
     def get_config(self):
         return {**super().get_config(), "num_classes": self.num_classes,

@@ -18,6 +18,8 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
+from .keras_parts import PrebuiltPartsMixin
+
 PACKAGE = "gemcaption"
 
 
@@ -102,7 +104,7 @@ def build_latent_classifier(latent_dim, num_classes, hidden, dropout) -> keras.M
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class VAEClassifierModel(keras.Model):
+class VAEClassifierModel(PrebuiltPartsMixin, keras.Model):
     """VAE with a classifier on ``z_mean``; ``call`` returns class probabilities.
 
     ``fit(images, labels)`` minimises reconstruction + beta * KL + classifier_weight * CE; with
@@ -204,16 +206,6 @@ class VAEClassifierModel(keras.Model):
     def test_step(self, data):
         images, labels = data[0], data[1]
         return self._update(self.compute_losses(images, labels, training=False), labels)
-
-    def build(self, input_shape=None):
-        """The sub-models are functional and built at construction."""
-        self.built = True
-
-    def get_compile_config(self):
-        return {}
-
-    def compile_from_config(self, config):
-        self.compile()
 
     def get_config(self):
         return {**super().get_config(), "num_classes": self.num_classes,
