@@ -13,6 +13,7 @@ import numpy as np
 from ..errors import ModelError
 from .base import check_images, check_labels, config_from_model_file, register_model, write_model_file
 from .baselines import FeatureExtractor, apply_view
+from .keras_parts import softmax_head
 
 HEAD_FILE = "head.keras"
 BACKBONE_FILE = "backbone.weights.h5"
@@ -20,16 +21,7 @@ BACKBONE_FILE = "backbone.weights.h5"
 
 def build_head(feature_dim: int, num_classes: int, hidden: int = 0, dropout: float = 0.3):
     """Pooled features -> (optional hidden ReLU layer) -> dropout -> softmax."""
-    import keras
-    from keras import layers
-
-    inputs = keras.Input((feature_dim,), name="pooled_features")
-    x = inputs
-    if hidden:
-        x = layers.Dense(hidden, activation="relu", name="hidden")(x)
-    x = layers.Dropout(dropout, name="dropout")(x)
-    outputs = layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
-    return keras.Model(inputs, outputs, name="cnn_head")
+    return softmax_head(feature_dim, num_classes, hidden, dropout, "pooled_features", "cnn_head")
 
 
 @register_model("cnn")

@@ -13,3 +13,17 @@ class PrebuiltPartsMixin:
 
     def compile_from_config(self, config):
         self.compile()
+
+
+def softmax_head(input_dim: int, num_classes: int, hidden: int, dropout: float, input_name: str, name: str):
+    """Dense classifier over a vector: optional ReLU hidden layer, dropout, softmax (CNN head, VAE latent head)."""
+    import keras
+    from keras import layers
+
+    inputs = keras.Input((input_dim,), name=input_name)
+    x = inputs
+    if hidden:
+        x = layers.Dense(hidden, activation="relu", name="hidden")(x)
+    x = layers.Dropout(dropout, name="dropout")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
+    return keras.Model(inputs, outputs, name=name)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
-from .keras_parts import PrebuiltPartsMixin
+from .keras_parts import PrebuiltPartsMixin, softmax_head
 
 PACKAGE = "gemcaption"
 
@@ -94,13 +94,7 @@ def build_vae_decoder(image_size, filters, latent_dim) -> keras.Model:
 
 def build_latent_classifier(latent_dim, num_classes, hidden, dropout) -> keras.Model:
     """Classifier head on the latent mean: optional hidden layer, dropout, softmax."""
-    inputs = keras.Input((latent_dim,), name="z_mean")
-    x = inputs
-    if hidden:
-        x = layers.Dense(hidden, activation="relu", name="hidden")(x)
-    x = layers.Dropout(dropout, name="dropout")(x)
-    outputs = layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
-    return keras.Model(inputs, outputs, name="classifier")
+    return softmax_head(latent_dim, num_classes, hidden, dropout, "z_mean", "classifier")
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
