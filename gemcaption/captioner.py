@@ -133,7 +133,7 @@ class Captioner:
 
         from .decoders import build_decoder
         from .schedule import WarmupSchedule
-        from .training import BestWeightsCheckpoint, caption_array, masked_accuracy, masked_loss
+        from .training import BestWeightsCheckpoint, caption_array
         from .vocabulary import Vocabulary
 
         keras.utils.set_random_seed(self.seed)
@@ -169,7 +169,7 @@ class Captioner:
             raise DatasetError("none of the training images could be read")
         steps_per_epoch = int(np.ceil(len(t_train) / batch_size))
         schedule = WarmupSchedule.for_training(learning_rate, steps_per_epoch, epochs, warmup_fraction, decay=decay)
-        self.decoder.compile(optimizer=keras.optimizers.Adam(schedule), loss=masked_loss, metrics=[masked_accuracy])
+        self.decoder.compile(optimizer=keras.optimizers.Adam(schedule))  # loss and metrics: CaptionDecoder.train_step
         monitor = "val_loss" if x_val is not None and len(x_val) else "loss"
         callbacks = [keras.callbacks.EarlyStopping(monitor=monitor, patience=patience, restore_best_weights=True)]
         if checkpoint_dir is not None:

@@ -72,3 +72,26 @@ def test_loss_and_accuracy_ignore_padding():
     logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
     expected = -np.mean([logp[0, 0, t, targets[0, 0, t]] for t in range(3)])
     assert float(masked_loss(targets, logits)) == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("name", sorted(DECODERS))
+def test_packed_training_loss_and_gradients_equal_the_masked_full_loss(name, batch):
+    import tensorflow as tf
+
+    features, tokens = batch
+    tokens = tokens.copy()
+    tokens[0, 1, 3:] = 0  # captions of different lengths: padding at different places
+    tokens[2, 0, 5:] = 0
+    inputs, targets = (features, tokens[:, :, :-1]), tokens[:, :, 1:]
+    decoder = make(name)
+    with tf.GradientTape() as tape:
+        full = masked_loss(targets, decoder(inputs, training=False))
+    expected = tape.gradient(full, decoder.trainable_variables)
+    with tf.GradientTape() as tape:
+        packed, accuracy, count = decoder.packed_loss(inputs, targets, training=False)
+    got = tape.gradient(packed, decoder.trainable_variables)
+    assert int(count) == int(np.count_nonzero(targets))
+    assert float(packed) == pytest.approx(float(full), rel=1e-5)
+    assert float(accuracy) == pytest.approx(float(masked_accuracy(targets, decoder(inputs))), abs=1e-6)
+    for a, b in zip(expected, got):
+        np.testing.assert_allclose(np.asarray(tf.convert_to_tensor(a)), np.asarray(tf.convert_to_tensor(b)), atol=1e-6)

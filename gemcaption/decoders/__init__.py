@@ -2,6 +2,8 @@
 
 - ``call((features, tokens))``: features (B, G, C), tokens (B, K, T) -> logits (B, K, T, vocab);
   all K captions of an image share one encoding of it, so a batch is one optimizer step.
+- ``hidden_states((features, tokens))`` -> (B*K, T, dim); training computes the output layer only
+  where the target is a real token (see :mod:`gemcaption.decoders.base`).
 - ``start(features) -> state`` and ``step(token, state, position) -> (logits, state)`` for
   incremental generation (every state tensor has the batch on axis 0, so beams can reorder it).
 """

@@ -6,9 +6,11 @@ and predicts the next word. Generation carries the LSTM state from token to toke
 import keras
 from keras import ops
 
+from .base import CaptionDecoder
+
 
 @keras.saving.register_keras_serializable(package="gemcaption")
-class LSTMDecoder(keras.Model):
+class LSTMDecoder(CaptionDecoder):
     def __init__(self, vocab_size, seq_len=25, embed_dim=512, ff_dim=512, dropout=0.1, **kwargs):
         super().__init__(**kwargs)
         self.vocab_size, self.seq_len = int(vocab_size), int(seq_len)
@@ -26,15 +28,14 @@ class LSTMDecoder(keras.Model):
         """(B, G, C) feature grid -> (B, embed_dim) image vector."""
         return self.image_proj(self.image_norm(ops.mean(features, axis=1)))
 
-    def call(self, inputs, training=False):
-        """``(features (B, G, C), tokens (B, K, T))`` -> logits (B, K, T, vocab)."""
+    def hidden_states(self, inputs, training=False):
+        """``(features (B, G, C), tokens (B, K, T))`` -> (B*K, T, ff_dim)."""
         features, tokens = inputs
         b, k, t = ops.shape(tokens)[0], ops.shape(tokens)[1], ops.shape(tokens)[2]
         image = ops.repeat(self.dropout(self.encode(features), training=training), k, axis=0)
         x = self.token_embedding(ops.reshape(tokens, (b * k, t)))
         x = self.lstm(self.dropout(x, training=training), initial_state=[self.init_h(image), self.init_c(image)])
-        logits = self.output_dense(self.dropout(x, training=training))
-        return ops.reshape(logits, (b, k, t, self.vocab_size))
+        return self.dropout(x, training=training)
 
     def start(self, features):
         image = self.encode(features)

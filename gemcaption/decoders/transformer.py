@@ -8,10 +8,11 @@ import keras
 from keras import ops
 
 from .attention import CachedAttention
+from .base import CaptionDecoder
 
 
 @keras.saving.register_keras_serializable(package="gemcaption")
-class TransformerDecoder(keras.Model):
+class TransformerDecoder(CaptionDecoder):
     def __init__(self, vocab_size, seq_len=25, embed_dim=512, ff_dim=512, num_heads=2,
                  num_layers=1, dropout=0.1, **kwargs):
         super().__init__(**kwargs)
@@ -53,19 +54,20 @@ class TransformerDecoder(keras.Model):
         return self.norms[i][2](x + self.dropout(self.ffn_out[i](self.ffn_in[i](x)), training=training))
 
     # -- training: whole sequences --------------------------------------------------------------
-    def call(self, inputs, training=False):
-        """``(features (B, G, C), tokens (B, K, T))`` -> logits (B, K, T, vocab)."""
+    def hidden_states(self, inputs, training=False):
+        """``(features (B, G, C), tokens (B, K, T))`` -> (B*K, T, embed_dim)."""
         features, tokens = inputs
         b, k, t = ops.shape(tokens)[0], ops.shape(tokens)[1], ops.shape(tokens)[2]
-        memory = ops.repeat(self.encode(features, training), k, axis=0)  # each caption sees its image
-        flat = ops.reshape(tokens, (b * k, t))
-        x = self.dropout(self._embed(flat, ops.arange(t)[None, :]), training=training)
+        memory = self.encode(features, training)
+        x = self.dropout(self._embed(ops.reshape(tokens, (b * k, t)), ops.arange(t)[None, :]), training=training)
         for i in range(self.num_layers):
             x = self.norms[i][0](x + self.self_attention[i](x, causal=True))
-            x = self.norms[i][1](x + self.dropout(self.cross_attention[i](x, memory), training=training))
+            # the K captions of an image query its memory together: its keys and values are projected once
+            attended = ops.reshape(self.cross_attention[i](ops.reshape(x, (b, k * t, self.embed_dim)), memory),
+                                   (b * k, t, self.embed_dim))
+            x = self.norms[i][1](x + self.dropout(attended, training=training))
             x = self._feed_forward(i, x, training)
-        logits = self.output_dense(x)
-        return ops.reshape(logits, (b, k, t, self.vocab_size))
+        return x
 
     # -- generation: one token at a time ------------------------------------------------------
     def start(self, features):

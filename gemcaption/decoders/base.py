@@ -1,0 +1,75 @@
+"""What every caption decoder shares: full logits for inference, packed logits for training.
+
+A decoder implements ``hidden_states((features, tokens))`` -> (B*K, T, dim) and owns an
+``output_dense`` layer. ``call`` turns every position into logits (B, K, T, vocab), which is
+what validation metrics elsewhere and generation need. Training and validation loss instead
+keep only the positions whose target is a real token (about half of them on Flickr8k, where
+captions average 12 tokens in a 25-token window) before the vocabulary-sized output layer:
+the loss and its gradients are exactly those of the masked cross-entropy over full logits,
+at about half the cost of the most expensive layer.
+"""
+import keras
+from keras import ops
+
+
+class CaptionDecoder(keras.Model):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.accuracy_tracker = keras.metrics.Mean(name="masked_accuracy")
+
+    def hidden_states(self, inputs, training=False):
+        """``(features (B, G, C), tokens (B, K, T))`` -> (B*K, T, dim), before the output layer."""
+        raise NotImplementedError
+
+    def call(self, inputs, training=False):
+        """``(features (B, G, C), tokens (B, K, T))`` -> logits (B, K, T, vocab)."""
+        tokens = inputs[1]
+        b, k, t = ops.shape(tokens)[0], ops.shape(tokens)[1], ops.shape(tokens)[2]
+        logits = self.output_dense(self.hidden_states(inputs, training=training))
+        return ops.reshape(logits, (b, k, t, self.vocab_size))
+
+    def packed_loss(self, inputs, targets, training=False):
+        """Mean cross-entropy and token accuracy over the non-padding targets, and their count."""
+        hidden = self.hidden_states(inputs, training=training)
+        hidden = ops.reshape(hidden, (-1, ops.shape(hidden)[-1]))
+        targets = ops.reshape(ops.cast(targets, "int32"), (-1,))
+        keep = ops.where(ops.not_equal(targets, 0))[0]
+        targets = ops.take(targets, keep)
+        logits = self.output_dense(ops.take(hidden, keep, axis=0))
+        loss = ops.mean(ops.sparse_categorical_crossentropy(targets, logits, from_logits=True))
+        hits = ops.cast(ops.equal(ops.cast(ops.argmax(logits, axis=-1), "int32"), targets), "float32")
+        return loss, ops.mean(hits), ops.shape(targets)[0]
+
+    def _track(self, loss, accuracy, count):
+        count = ops.cast(count, "float32")
+        self.loss_tracker.update_state(loss, sample_weight=count)
+        self.accuracy_tracker.update_state(accuracy, sample_weight=count)
+        return {"loss": self.loss_tracker.result(), "masked_accuracy": self.accuracy_tracker.result()}
+
+    def _build_once(self, inputs):
+        # Keras records the input shapes it needs for saving only when the model itself is called;
+        # the training steps use hidden_states, so call it once while tracing (nothing uses the
+        # result, so the traced graph drops it).
+        if not self.built:
+            self(inputs, training=False)
+
+    def train_step(self, data):
+        import tensorflow as tf
+
+        inputs, targets = data[0], data[1]
+        self._build_once(inputs)
+        with tf.GradientTape() as tape:
+            loss, accuracy, count = self.packed_loss(inputs, targets, training=True)
+        gradients = tape.gradient(loss, self.trainable_variables)
+        self.optimizer.apply(gradients, self.trainable_variables)
+        return self._track(loss, accuracy, count)
+
+    def test_step(self, data):
+        inputs, targets = data[0], data[1]
+        self._build_once(inputs)
+        return self._track(*self.packed_loss(inputs, targets, training=False))
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker, self.accuracy_tracker]
