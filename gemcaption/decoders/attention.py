@@ -33,16 +33,21 @@ class CachedAttention(keras.layers.Layer):
         b, t = ops.shape(x)[0], ops.shape(x)[1]
         return ops.transpose(ops.reshape(x, (b, t, self.num_heads, self.key_dim)), (0, 2, 1, 3))
 
-    def _attend(self, q, k, v, mask):
+    def _mix(self, q, k, v, mask):
         # q (B,H,Tq,D), k/v (B,H,Tk,D), mask broadcastable to (B,1|H,Tq,Tk), True = may attend
         scores = ops.matmul(q, ops.transpose(k, (0, 1, 3, 2))) / (self.key_dim ** 0.5)
         if mask is not None:
             scores = ops.where(mask, scores, ops.full_like(scores, -1e9))
-        weights = ops.softmax(scores, axis=-1)
-        out = ops.matmul(weights, v)  # (B,H,Tq,D)
+        out = ops.matmul(ops.softmax(scores, axis=-1), v)  # (B,H,Tq,D)
         b, tq = ops.shape(out)[0], ops.shape(out)[2]
-        out = ops.reshape(ops.transpose(out, (0, 2, 1, 3)), (b, tq, self.num_heads * self.key_dim))
-        return self.output_dense(out)
+        return ops.reshape(ops.transpose(out, (0, 2, 1, 3)), (b, tq, self.num_heads * self.key_dim))
+
+    def _attend(self, q, k, v, mask):
+        return self.output_dense(self._mix(q, k, v, mask))
+
+    @staticmethod
+    def _causal_mask(tq, tk):
+        return (ops.arange(tk)[None, :] <= ops.arange(tq)[:, None])[None, None, :, :]
 
     def project_kv(self, value):
         """Keys and values of a fixed memory, each (B, H, T, D)."""
@@ -53,11 +58,34 @@ class CachedAttention(keras.layers.Layer):
         q = self._split(self.query_dense(query))
         k, v = self.project_kv(value)
         if causal:
-            tq, tk = ops.shape(query)[1], ops.shape(value)[1]
-            causal_mask = ops.arange(tk)[None, :] <= ops.arange(tq)[:, None]
-            causal_mask = causal_mask[None, None, :, :]
+            causal_mask = self._causal_mask(ops.shape(query)[1], ops.shape(value)[1])
             mask = causal_mask if mask is None else ops.logical_and(mask, causal_mask)
         return self._attend(q, k, v, mask)
+
+    def call_packed(self, query, keep, rows, length, memory=None):
+        """Attention for tokens stored packed, without spending projections on padding.
+
+        ``query`` (N, dim) holds the positions ``keep`` (N,) of a flattened (rows, length) layout.
+        Without ``memory`` this is causal self-attention among those tokens (padding must come
+        after each row's tokens); with ``memory`` (rows, G, dim) it is cross-attention to it.
+        The projections run on the N tokens; only the attention weights use the full layout.
+        Returns (N, dim).
+        """
+        if not self.built:  # called directly, not through __call__, which would build it
+            self.build((None, None, query.shape[-1]), None if memory is None else tuple(memory.shape))
+        index = ops.expand_dims(keep, 1)
+
+        def unpacked(x):  # (N, C) -> (rows, length, C), zeros at padding
+            return ops.reshape(ops.scatter(index, x, (rows * length, ops.shape(x)[-1])), (rows, length, -1))
+
+        q = self._split(unpacked(self.query_dense(query)))
+        if memory is None:
+            k, v = self._split(unpacked(self.key_dense(query))), self._split(unpacked(self.value_dense(query)))
+            mask = self._causal_mask(length, length)
+        else:
+            (k, v), mask = self.project_kv(memory), None
+        mixed = ops.reshape(self._mix(q, k, v, mask), (rows * length, self.num_heads * self.key_dim))
+        return self.output_dense(ops.take(mixed, keep, axis=0))
 
     def attend_cached(self, query, keys, values, mask=None):
         """Attention of ``query`` (B, 1, dim) over precomputed ``keys``/``values``."""

@@ -22,6 +22,12 @@ class CaptionDecoder(keras.Model):
         """``(features (B, G, C), tokens (B, K, T))`` -> (B*K, T, dim), before the output layer."""
         raise NotImplementedError
 
+    def packed_hidden_states(self, inputs, keep, training=False):
+        """Hidden states (N, dim) of the token positions ``keep`` (indices into the flattened
+        (B, K, T) tokens). A decoder that can skip padding altogether overrides this."""
+        hidden = self.hidden_states(inputs, training=training)
+        return ops.take(ops.reshape(hidden, (-1, ops.shape(hidden)[-1])), keep, axis=0)
+
     def call(self, inputs, training=False):
         """``(features (B, G, C), tokens (B, K, T))`` -> logits (B, K, T, vocab)."""
         tokens = inputs[1]
@@ -31,12 +37,10 @@ class CaptionDecoder(keras.Model):
 
     def packed_loss(self, inputs, targets, training=False):
         """Mean cross-entropy and token accuracy over the non-padding targets, and their count."""
-        hidden = self.hidden_states(inputs, training=training)
-        hidden = ops.reshape(hidden, (-1, ops.shape(hidden)[-1]))
         targets = ops.reshape(ops.cast(targets, "int32"), (-1,))
         keep = ops.where(ops.not_equal(targets, 0))[0]
         targets = ops.take(targets, keep)
-        logits = self.output_dense(ops.take(hidden, keep, axis=0))
+        logits = self.output_dense(self.packed_hidden_states(inputs, keep, training=training))
         loss = ops.mean(ops.sparse_categorical_crossentropy(targets, logits, from_logits=True))
         hits = ops.cast(ops.equal(ops.cast(ops.argmax(logits, axis=-1), "int32"), targets), "float32")
         return loss, ops.mean(hits), ops.shape(targets)[0]

@@ -54,20 +54,29 @@ class TransformerDecoder(CaptionDecoder):
         return self.norms[i][2](x + self.dropout(self.ffn_out[i](self.ffn_in[i](x)), training=training))
 
     # -- training: whole sequences --------------------------------------------------------------
-    def hidden_states(self, inputs, training=False):
-        """``(features (B, G, C), tokens (B, K, T))`` -> (B*K, T, embed_dim)."""
+    def packed_hidden_states(self, inputs, keep, training=False):
+        """Hidden states (N, embed_dim) of the token positions ``keep`` (indices into the flattened
+        (B, K, T) tokens). Attention weights use the full layout; every projection, the
+        feed-forward block and the norms run only on the N kept tokens."""
         features, tokens = inputs
         b, k, t = ops.shape(tokens)[0], ops.shape(tokens)[1], ops.shape(tokens)[2]
         memory = self.encode(features, training)
-        x = self.dropout(self._embed(ops.reshape(tokens, (b * k, t)), ops.arange(t)[None, :]), training=training)
+        x = self._embed(ops.take(ops.reshape(tokens, (-1,)), keep), keep % t)
+        x = self.dropout(x, training=training)
         for i in range(self.num_layers):
-            x = self.norms[i][0](x + self.self_attention[i](x, causal=True))
+            x = self.norms[i][0](x + self.self_attention[i].call_packed(x, keep, b * k, t))
             # the K captions of an image query its memory together: its keys and values are projected once
-            attended = ops.reshape(self.cross_attention[i](ops.reshape(x, (b, k * t, self.embed_dim)), memory),
-                                   (b * k, t, self.embed_dim))
+            attended = self.cross_attention[i].call_packed(x, keep, b, k * t, memory=memory)
             x = self.norms[i][1](x + self.dropout(attended, training=training))
             x = self._feed_forward(i, x, training)
         return x
+
+    def hidden_states(self, inputs, training=False):
+        """``(features (B, G, C), tokens (B, K, T))`` -> (B*K, T, embed_dim)."""
+        tokens = inputs[1]
+        b, k, t = ops.shape(tokens)[0], ops.shape(tokens)[1], ops.shape(tokens)[2]
+        every = ops.arange(b * k * t)
+        return ops.reshape(self.packed_hidden_states(inputs, every, training), (b * k, t, self.embed_dim))
 
     # -- generation: one token at a time ------------------------------------------------------
     def start(self, features):
