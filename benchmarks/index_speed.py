@@ -205,7 +205,7 @@ def run_data(database: np.ndarray, queries: np.ndarray, ivf_nprobes, hnsw_efs, d
     del del_index
     gc.collect()
     index = sweep("HNSW32", "efSearch", hnsw_efs, (database.nbytes + n * 32 * 2 * 4 * 1.07 + 8 * n) / 2**20)
-    del index, database
+    del index
     gc.collect()
     for row in rows:
         row["data"] = data

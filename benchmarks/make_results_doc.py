@@ -13,6 +13,10 @@ SECTIONS = [  # (results file stem, heading, command that reproduces it, how it 
      "is decoder work only, on real tokens, in one step per batch, so its speed-up is bounded by how "
      "much cheaper that decoder work is than the CNN pass plus five naive steps; on 2 CPU cores with "
      "these decoder sizes it is not 20x."),
+    ("train_step_cost", "Where a training step's time goes (defaults)", "python benchmarks/train_step_cost.py",
+     "With the output layer nearly free (16 words) a step still costs the image side and the token "
+     "layers; set that against the naive epoch above (CNN pass plus five full-length steps per batch) "
+     "to see the most any loop over this model could gain here."),
     ("flickr8k", "Flickr8k captioning and retrieval (dev split)",
      "python benchmarks/flickr8k.py --epochs 5 --embed-dim 256",
      "The two decoders were trained in parallel with `--train-only --decoders NAME`, then evaluated "

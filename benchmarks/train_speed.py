@@ -45,7 +45,7 @@ CONFIGS = {
 
 def naive_step(decoder, learning_rate=1e-4):
     """A compiled training step over full-length logits for one caption per image, with its own
-    Adam optimizer: what the Keras example runs once per caption index."""
+    Adam optimizer: what the Keras example runs once per caption index. ``decoder`` must be built."""
     import keras
     import tensorflow as tf
 

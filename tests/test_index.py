@@ -1,7 +1,5 @@
 """Retriever: build, add, remove, search by every query type, save/load, atomic saves, bad input."""
-import io
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
