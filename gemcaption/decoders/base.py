@@ -3,8 +3,8 @@
 A decoder implements ``hidden_states((features, tokens))`` -> (B*K, T, dim) and owns an
 ``output_dense`` layer. ``call`` turns every position into logits (B, K, T, vocab), which is
 what validation metrics elsewhere and generation need. Training and validation loss instead
-keep only the positions whose target is a real token (about half of them on Flickr8k, where
-captions average 12 tokens in a 25-token window) before the vocabulary-sized output layer:
+keep only the positions whose target is a real token (about half of them on Flickr8k: see
+benchmarks/results/train_step_cost.json) before the vocabulary-sized output layer:
 the loss and its gradients are exactly those of the masked cross-entropy over full logits,
 at about half the cost of the most expensive layer.
 """
