@@ -16,7 +16,7 @@ from common import machine, table, write_results
 def main():
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["GEMCAPTION_CACHE"] = os.path.join(tmp, "cache")
-        from gemcaption.demo import run_demo
+        from gemcaption.demo.run import run_demo
 
         load_before = os.getloadavg()[0]
         started = time.perf_counter()

@@ -21,8 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import RESULTS, SHARED, machine, table, write_results  # noqa: E402
 
-from gemcaption.encoders import DOG_CLASSES, build_encoder, imagenet_classifier  # noqa: E402
-from gemcaption.images import load_images  # noqa: E402
+from gemcaption.captioning.encoders import DOG_CLASSES, build_encoder, imagenet_classifier  # noqa: E402
+from gemcaption.data.images import load_images  # noqa: E402
 
 SEED = 0
 LOADS: list[float] = []

@@ -49,10 +49,10 @@ def main():
     parser.add_argument("--train-only", action="store_true", help="train and save the models, no evaluation")
     args = parser.parse_args()
 
-    from gemcaption.captioner import Captioner
-    from gemcaption.datasets import Dataset, load_dataset
-    from gemcaption.embedders import MeanTokenEmbedder, build_embedder
-    from gemcaption.encoders import default_pretrained_encoder
+    from gemcaption.captioning.captioner import Captioner
+    from gemcaption.data.loaders import Dataset, load_dataset
+    from gemcaption.retrieval.embedders import MeanTokenEmbedder, build_embedder
+    from gemcaption.captioning.encoders import default_pretrained_encoder
     from gemcaption.evaluation.captioning import bleu, tfidf_cosine
     from gemcaption.evaluation.protocols import retrieval_figures
 

@@ -42,7 +42,7 @@ class Data:
 
     def __init__(self, folder: Path, seed: int, classes: int = 0):
         from gemcaption.classification.splits import find_duplicates, stratified_split
-        from gemcaption.datasets import load_dataset
+        from gemcaption.data.loaders import load_dataset
 
         dataset = load_dataset(f"folder:{folder}")
         samples = dataset.samples

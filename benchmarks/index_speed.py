@@ -7,7 +7,7 @@ For 100k and 1M vectors of the caption embedder's default dimension (256), this 
 * ``Flat`` (exact inner product), ``IVF{nlist},Flat`` for several ``nprobe``, the large-collection
   "auto" choice ``IVF{nlist},PQ64x4fs,RFlat`` (4-bit fast-scan codes, exact re-ranking of 32 x k
   candidates) for several ``nprobe``, and ``HNSW32`` for several ``efSearch``; each also at the
-  setting :class:`gemcaption.index_store.VectorIndex` tuned by itself at build time ("tuned to").
+  setting :class:`gemcaption.retrieval.vector_index.VectorIndex` tuned by itself at build time ("tuned to").
   All through VectorIndex (stable ids, the code the Retriever runs); ``nlist`` = 2 * sqrt(n) rounded
   to a power of two (512 at 100k, 2048 at 1M).
 * the same on the real Flickr8k caption embeddings (34,000 indexed, 1,000 queries) when present.
@@ -49,8 +49,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from gemcaption.embedders import DEFAULT_DIM  # noqa: E402
-from gemcaption.index_store import (FLAT_MAX, REFINE_K_FACTOR, VectorIndex, apply_search_params,  # noqa: E402
+from gemcaption.retrieval.embedders import DEFAULT_DIM  # noqa: E402
+from gemcaption.retrieval.vector_index import (FLAT_MAX, REFINE_K_FACTOR, VectorIndex, apply_search_params,  # noqa: E402
                                     choose_index_factory, ivf_nlist)
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -104,7 +104,7 @@ def calibration(dim: int, seed: int) -> tuple[dict, np.ndarray | None]:
     if captions_file.is_file():
         import csv
 
-        from gemcaption.embedders import TfidfSvdEmbedder
+        from gemcaption.retrieval.embedders import TfidfSvdEmbedder
 
         with open(captions_file, encoding="utf-8") as handle:
             captions = [row[1] for row in list(csv.reader(handle))[1:] if len(row) > 1]
@@ -237,7 +237,7 @@ def markdown(rows: list[dict], meta: dict) -> str:
     for name, profile in meta["calibration"].items():
         lines.append(f"- {name}: " + ", ".join(f"{k} {v}" for k, v in profile.items()))
     lines += ["", "Flat is timed on at most 1000 queries (500 at 1M). qps = batch queries / wall second, through "
-              "gemcaption.index_store.VectorIndex; qps_2cpu = 2 x queries / process CPU second (what two idle "
+              "gemcaption.retrieval.vector_index.VectorIndex; qps_2cpu = 2 x queries / process CPU second (what two idle "
               "cores would give with perfect thread scaling); cpu_share = fraction of 2 cores the run got. load = 1-minute load average before / after each size "
               "(2 cores, shared with other processes: figures are lower bounds for an idle machine).", ""]
     for n, verdict in meta["target"].items():

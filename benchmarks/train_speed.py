@@ -49,7 +49,7 @@ def naive_step(decoder, learning_rate=1e-4):
     import keras
     import tensorflow as tf
 
-    from gemcaption.training import masked_loss
+    from gemcaption.captioning.training import masked_loss
 
     optimizer = keras.optimizers.Adam(learning_rate)
     optimizer.build(decoder.trainable_variables)
@@ -66,7 +66,7 @@ def naive_step(decoder, learning_rate=1e-4):
 
 def naive_epoch(captioner, samples, tokens, batch_size, n_batches):
     """Extrapolated seconds per epoch of the naive loop, and the share spent reading + encoding."""
-    from gemcaption.images import load_images
+    from gemcaption.data.images import load_images
 
     encoder, step = captioner.encoder, naive_step(captioner.decoder)
     encode_times, step_times = [], []
@@ -104,9 +104,9 @@ def naive_decode(decoder, features, vocabulary, seq_len):
 
 
 def measure(name, train, args):
-    from gemcaption.captioner import Captioner
-    from gemcaption.encoders import default_pretrained_encoder
-    from gemcaption.training import caption_array
+    from gemcaption.captioning.captioner import Captioner
+    from gemcaption.captioning.encoders import default_pretrained_encoder
+    from gemcaption.captioning.training import caption_array
 
     config = dict(CONFIGS[name])
     if config["encoder"] == "efficientnet_lite0":
@@ -159,7 +159,7 @@ def main():
     parser.add_argument("--naive-decode-images", type=int, default=16)
     args = parser.parse_args()
 
-    from gemcaption.datasets import load_dataset
+    from gemcaption.data.loaders import load_dataset
 
     train = list(load_dataset(f"flickr8k:{args.data_dir}").split("train"))[: args.limit]
     rows = [measure(name, train, args) for name in args.configs]

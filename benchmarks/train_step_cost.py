@@ -43,10 +43,10 @@ def main():
 
     import keras
 
-    from gemcaption.datasets import load_dataset
-    from gemcaption.decoders import build_decoder
-    from gemcaption.training import caption_array
-    from gemcaption.vocabulary import Vocabulary
+    from gemcaption.data.loaders import load_dataset
+    from gemcaption.captioning.decoders import build_decoder
+    from gemcaption.captioning.training import caption_array
+    from gemcaption.captioning.vocabulary import Vocabulary
     from train_speed import naive_step
 
     train = list(load_dataset(f"flickr8k:{args.data_dir}").split("train"))

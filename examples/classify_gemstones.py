@@ -13,7 +13,7 @@ import argparse
 import sys
 
 from gemcaption.classification import GemClassifier
-from gemcaption.datasets import Dataset, load_dataset, split_dataset
+from gemcaption.data.loaders import Dataset, load_dataset, split_dataset
 
 EPOCH_MODELS = ("cnn", "vae", "gan")
 

@@ -13,8 +13,8 @@ import argparse
 import random
 import sys
 
-from gemcaption.captioner import Captioner
-from gemcaption.datasets import Dataset, load_dataset, split_dataset
+from gemcaption.captioning.captioner import Captioner
+from gemcaption.data.loaders import Dataset, load_dataset, split_dataset
 from gemcaption.evaluation.captioning import caption_metrics
 
 

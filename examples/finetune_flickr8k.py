@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from gemcaption.captioner import Captioner
-from gemcaption.datasets import Dataset, load_dataset
+from gemcaption.captioning.captioner import Captioner
+from gemcaption.data.loaders import Dataset, load_dataset
 from gemcaption.evaluation.captioning import caption_metrics
 
 

@@ -1,4 +1,4 @@
-"""Build a search index from Python with :class:`gemcaption.index.Retriever` and query it by text and image.
+"""Build a search index from Python with :class:`gemcaption.retrieval.retriever.Retriever` and query it by text and image.
 
     python examples/search_with_retriever.py --model demo-report/model --data demo --text "a blue sapphire ring"
     python examples/search_with_retriever.py --data csv:../shared/data/jewelry/captions.csv --epochs 3 --limit 60 \\
@@ -13,9 +13,9 @@ import argparse
 import random
 import sys
 
-from gemcaption.captioner import Captioner
-from gemcaption.datasets import Dataset, load_dataset, split_dataset
-from gemcaption.index import Retriever
+from gemcaption.captioning.captioner import Captioner
+from gemcaption.data.loaders import Dataset, load_dataset, split_dataset
+from gemcaption.retrieval.retriever import Retriever
 
 
 def show(title: str, hits) -> None:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 STONES = {"Ruby": (200, 20, 40), "Sapphire": (20, 50, 200), "Emerald": (20, 160, 60)}
 
 

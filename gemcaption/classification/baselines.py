@@ -30,8 +30,8 @@ FEATURE_SETS = ("handcrafted", "encoder", "foreground")
 
 
 def make_encoder(name: str, image_size: int, weights):
-    """Build an encoder through :func:`gemcaption.encoders.build_encoder` (tests replace this)."""
-    from ..encoders import build_encoder
+    """Build an encoder through :func:`gemcaption.captioning.encoders.build_encoder` (tests replace this)."""
+    from ..captioning.encoders import build_encoder
 
     return build_encoder(name, image_size=image_size, weights=weights)
 
@@ -88,7 +88,7 @@ class FeatureExtractor:
     def encoder_features(self, images: np.ndarray) -> np.ndarray:
         """Pooled encoder features (N, C), through the shared disk cache when enabled."""
         if self.cache:
-            from ..features import pooled_features
+            from ..captioning.features import pooled_features
 
             pooled, kept = pooled_features(self.encoder, list(images), progress=self.progress)
             if len(kept) != len(images):

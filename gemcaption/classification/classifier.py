@@ -59,7 +59,7 @@ class Prediction:
 def describe_label(label: str) -> str:
     """The gemstone description table's text for ``label`` ('' when the stone is not in it)."""
     try:
-        from ..gemstones import describe_gemstone
+        from ..data.gemstones import describe_gemstone
 
         return str(describe_gemstone(label) or "")
     except (KeyError, LookupError, ValueError, ImportError):
@@ -81,7 +81,7 @@ def caption_text(label: str) -> str:
 def dataset_items(data) -> tuple[list, list[str]]:
     """(images, labels) of a Dataset, a ``load_dataset`` spec string, or an (images, labels) pair."""
     if isinstance(data, (str, Path)):
-        from ..datasets import load_dataset
+        from ..data.loaders import load_dataset
 
         spec = str(data)
         data = load_dataset(spec if ":" in spec else f"folder:{spec}")
@@ -104,7 +104,7 @@ def load_pixels(sources, size: int, strict: bool, progress: bool = False):
     """uint8 (N, size, size, 3) and the kept indices; ``strict`` raises on the first bad image."""
     import warnings
 
-    from ..images import load_image, load_images
+    from ..data.images import load_image, load_images
 
     sources = list(sources)
     with warnings.catch_warnings():

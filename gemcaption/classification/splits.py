@@ -26,7 +26,7 @@ def stratified_split(labels, fraction: float, seed: int = 0):
 def find_duplicates(images) -> tuple[list[int], list[list[int]]]:
     """Indices to keep (the first of each group of byte-identical images) and the groups of
     duplicates (lists of indices, each of two or more images), by :func:`content_hash`."""
-    from ..images import content_hash
+    from ..data.images import content_hash
 
     first: dict[str, int] = {}
     groups: dict[str, list[int]] = {}

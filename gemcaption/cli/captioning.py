@@ -52,7 +52,7 @@ def register(subparsers):
 
 def resolve_encoder(args) -> tuple[str, int, object]:
     """Encoder name, image size and weights from the CLI options, reporting the choice."""
-    from ..encoders import default_pretrained_encoder
+    from ..captioning.encoders import default_pretrained_encoder
 
     name = args.encoder
     weights = args.weights
@@ -78,8 +78,8 @@ def split_for_training(dataset):
 
 
 def train(args) -> int:
-    from ..captioner import Captioner
-    from ..datasets import load_dataset
+    from ..captioning.captioner import Captioner
+    from ..data.loaders import load_dataset
 
     dataset = load_dataset(args.data)
     if len(dataset) == 0:
@@ -102,7 +102,7 @@ def train(args) -> int:
 
 
 def caption(args) -> int:
-    from ..captioner import Captioner
+    from ..captioning.captioner import Captioner
 
     model_dir = Path(args.model)
     if not (model_dir / "config.json").is_file():
@@ -122,7 +122,7 @@ def caption(args) -> int:
 
 
 def demo(args) -> int:
-    from ..demo import run_demo
+    from ..demo.run import run_demo
 
     run_demo(out=args.out, epochs=args.epochs, n_images=args.images, quiet=args.quiet)
     return 0

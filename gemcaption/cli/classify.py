@@ -83,7 +83,7 @@ def split_dataset_items(dataset, test_fraction, seed, keep_duplicates, args):
 def train(args) -> int:
     from ..classification import GemClassifier
     from ..classification.plots import save_confusion_matrix
-    from ..datasets import load_dataset
+    from ..data.loaders import load_dataset
 
     if not 0 <= args.test_fraction < 1 or not 0 <= args.validation_fraction < 1:
         raise GemcaptionError("--test-fraction and --validation-fraction must be in [0, 1)")

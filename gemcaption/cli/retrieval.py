@@ -74,7 +74,7 @@ def _say(args, message: str) -> None:
 
 
 def _load_captioner(model_dir):
-    from ..captioner import Captioner
+    from ..captioning.captioner import Captioner
 
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").is_file():
@@ -84,7 +84,7 @@ def _load_captioner(model_dir):
 
 def image_files(folder) -> list[str]:
     """Image files below ``folder`` (by extension), sorted."""
-    from ..queries import IMAGE_EXTENSIONS
+    from ..retrieval.queries import IMAGE_EXTENSIONS
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -104,8 +104,8 @@ def training_captions(dataset) -> list[str] | None:
 
 
 def build(args) -> int:
-    from ..embedders import build_embedder
-    from ..index import Retriever
+    from ..retrieval.embedders import build_embedder
+    from ..retrieval.retriever import Retriever
 
     captioner = _load_captioner(args.model)
     retriever = Retriever(captioner, build_embedder(dim=args.dim), model_dir=args.model, index_factory=args.factory,
@@ -114,7 +114,7 @@ def build(args) -> int:
     if args.images:
         retriever.build(image_files(args.images))
     else:
-        from ..datasets import load_dataset
+        from ..data.loaders import load_dataset
 
         dataset = load_dataset(args.data)
         part = dataset.split(args.split) if args.split else dataset
@@ -128,7 +128,7 @@ def build(args) -> int:
 
 
 def add(args) -> int:
-    from ..index import Retriever
+    from ..retrieval.retriever import Retriever
 
     retriever = Retriever.load(args.index, model_dir=args.model, progress=not args.quiet)
     before = len(retriever)
@@ -141,7 +141,7 @@ def add(args) -> int:
 
 
 def remove(args) -> int:
-    from ..index import Retriever
+    from ..retrieval.retriever import Retriever
 
     retriever = Retriever.load(args.index, progress=not args.quiet)
     removed = retriever.remove(args.ids)
@@ -151,7 +151,7 @@ def remove(args) -> int:
 
 
 def info(args) -> int:
-    from ..index import Retriever
+    from ..retrieval.retriever import Retriever
 
     retriever = Retriever.load(args.index, progress=False)
     print(json.dumps({"images": len(retriever), "index": retriever.index.factory if retriever.index else None,
@@ -160,7 +160,7 @@ def info(args) -> int:
 
 
 def search(args) -> int:
-    from ..index import Retriever
+    from ..retrieval.retriever import Retriever
 
     if args.k < 1:
         raise GemcaptionError("-k must be at least 1")
@@ -178,7 +178,7 @@ def search(args) -> int:
 
 
 def evaluate(args) -> int:
-    from ..datasets import load_dataset
+    from ..data.loaders import load_dataset
     from ..evaluation.protocols import evaluate_split, format_report
 
     captioner = _load_captioner(args.model)

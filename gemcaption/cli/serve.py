@@ -46,7 +46,7 @@ def _preload_captioner(args, retriever) -> None:
 def serve(args) -> int:
     from werkzeug.serving import make_server
 
-    from ..index import Retriever
+    from ..retrieval.retriever import Retriever
     from ..web import MAX_K, create_app
 
     if not 0 <= args.port <= 65535:

@@ -1,9 +1,5 @@
 """Input checks shared by the evaluation modules."""
-from ..errors import GemcaptionError
-
-
-class EvaluationError(GemcaptionError, ValueError):
-    """Inputs to a metric are malformed: wrong shapes, NaN scores, mismatched lengths, nothing to score."""
+from ..errors import EvaluationError
 
 
 def check_same_length(name_a: str, a, name_b: str, b) -> None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..embedders import build_embedder, l2_normalize
+from ..retrieval.embedders import build_embedder, l2_normalize
 from ..errors import DatasetError
 from .captioning import bleu, tfidf_cosine
 from .retrieval import category_retrieval_metrics, retrieval_metrics, same_item_relevance

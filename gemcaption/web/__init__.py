@@ -1,4 +1,4 @@
-"""The local search page of ``gemcaption serve``: a small Flask app over a :class:`~gemcaption.index.Retriever`.
+"""The local search page of ``gemcaption serve``: a small Flask app over a :class:`~gemcaption.retrieval.retriever.Retriever`.
 
 >>> app = create_app(Retriever.load("my-index"))
 >>> app.run(host="127.0.0.1", port=8000)

@@ -8,8 +8,8 @@ from pathlib import Path
 from flask import Flask, abort, jsonify, render_template, request, send_file
 from werkzeug.exceptions import HTTPException
 
-from ..errors import GemcaptionError, ImageError, ModelError
-from ..queries import IMAGE_EXTENSIONS
+from ..errors import GemcaptionError, ImageError, ModelError, QueryError
+from ..retrieval.queries import IMAGE_EXTENSIONS
 
 DEFAULT_K = 12
 MAX_K = 100
@@ -17,14 +17,10 @@ MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 MAX_TEXT_CHARS = 1000
 
 
-class BadQuery(GemcaptionError):
-    """A search request the API cannot answer (answered with HTTP 400)."""
-
-
 def create_app(retriever, max_upload_bytes: int = MAX_UPLOAD_BYTES, default_k: int = DEFAULT_K,
                title: str = "gemcaption search") -> Flask:
     """A Flask app searching ``retriever`` (anything with ``search_image``, ``search_text``,
-    ``get(id)`` and ``len``, e.g. :class:`gemcaption.index.Retriever`).
+    ``get(id)`` and ``len``, e.g. :class:`gemcaption.retrieval.retriever.Retriever`).
 
     ``max_upload_bytes`` caps the size of a request (larger ones get HTTP 413). Searches run one at
     a time (a lock), so the app can be served by a threaded server.
@@ -52,7 +48,7 @@ def create_app(retriever, max_upload_bytes: int = MAX_UPLOAD_BYTES, default_k: i
             k = _parse_k(request.form.get("k"), default_k)
             upload = request.files.get("image")
             if upload is None:
-                raise BadQuery("send the image in a form field named 'image' (or JSON {\"text\": ...})")
+                raise QueryError("send the image in a form field named 'image' (or JSON {\"text\": ...})")
             image = _decode_upload(upload)
             with lock:
                 hits = retriever.search_image(image, k)
@@ -61,7 +57,7 @@ def create_app(retriever, max_upload_bytes: int = MAX_UPLOAD_BYTES, default_k: i
         else:
             body = request.get_json(silent=True)
             if not isinstance(body, dict):
-                raise BadQuery('send an image upload (multipart field "image") or JSON {"text": ..., "k": ...}')
+                raise QueryError('send an image upload (multipart field "image") or JSON {"text": ..., "k": ...}')
             k = _parse_k(body.get("k"), default_k)
             if body.get("id") is not None:
                 item_id = _parse_id(body["id"])
@@ -69,9 +65,9 @@ def create_app(retriever, max_upload_bytes: int = MAX_UPLOAD_BYTES, default_k: i
             else:
                 text = body.get("text")
                 if not isinstance(text, str) or not text.strip():
-                    raise BadQuery("the text query is empty")
+                    raise QueryError("the text query is empty")
                 if len(text) > MAX_TEXT_CHARS:
-                    raise BadQuery(f"the text query is longer than {MAX_TEXT_CHARS} characters")
+                    raise QueryError(f"the text query is longer than {MAX_TEXT_CHARS} characters")
                 with lock:
                     hits = retriever.search_text(text.strip(), k)
                 query = {"kind": "text", "text": text.strip()}
@@ -89,7 +85,7 @@ def create_app(retriever, max_upload_bytes: int = MAX_UPLOAD_BYTES, default_k: i
         mimetype = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
         return send_file(path, mimetype=mimetype, max_age=3600)
 
-    @app.errorhandler(BadQuery)
+    @app.errorhandler(QueryError)
     @app.errorhandler(ImageError)
     def bad_request(exc):
         return jsonify({"error": str(exc)}), 400
@@ -122,29 +118,29 @@ def _parse_k(value, default: int) -> int:
     try:
         k = int(value)
     except (TypeError, ValueError):
-        raise BadQuery(f"k must be a whole number, got {value!r}") from None
+        raise QueryError(f"k must be a whole number, got {value!r}") from None
     if not 1 <= k <= MAX_K or isinstance(value, bool):
-        raise BadQuery(f"k must be between 1 and {MAX_K}, got {value!r}")
+        raise QueryError(f"k must be between 1 and {MAX_K}, got {value!r}")
     return k
 
 
 def _parse_id(value) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise BadQuery(f"id must be an integer, got {value!r}")
+        raise QueryError(f"id must be an integer, got {value!r}")
     try:
         return int(value)
     except ValueError:
-        raise BadQuery(f"id must be an integer, got {value!r}") from None
+        raise QueryError(f"id must be an integer, got {value!r}") from None
 
 
 def _decode_upload(upload):
     """The uploaded file as an RGB PIL image (decoded by Pillow, kept in memory); 400 otherwise."""
-    from ..images import load_image
+    from ..data.images import load_image
 
     data = upload.read()
     name = upload.filename or "the upload"
     if not data:
-        raise BadQuery(f"{name}: the uploaded file is empty")
+        raise QueryError(f"{name}: the uploaded file is empty")
     try:
         return load_image(data)
     except ImageError:

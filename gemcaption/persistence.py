@@ -1,0 +1,259 @@
+"""How gemcaption keeps things on disk: one manifest, one atomic write, one cache location.
+
+Every saved directory (captioner, classifier, classifier model, embedder, index) holds a
+``manifest.json``::
+
+    {"format": "gemcaption-captioner", "format_version": 2, "kind": "transformer",
+     "config": {...}, "files": {"decoder.keras": "<sha256>", ...}}
+
+written by :func:`write_manifest` and read by :func:`read_manifest`, which refuses another format,
+names a format version newer than this release supports, and reports ``damaged: FILE`` when a
+file's checksum differs. Directories are written through :func:`save_directory` (or
+:func:`atomic_directory` directly) and single files through :func:`atomic_write_bytes`, so a kill
+at any moment leaves the previous version loadable. :func:`cache_dir` is where recomputable
+things live (features, converted weights, the demo set).
+
+:func:`atomic_directory` yields a fresh temporary directory next to the target. When the block
+finishes, every file in it and the directory itself are fsynced, a ``COMPLETE`` marker is written,
+the old target is renamed aside to a backup, the new directory renamed into place, the parent
+fsynced and the backup deleted. If the block raises, the temporary directory is removed and the
+target is untouched. The only moment the target name is absent is between the two renames;
+:func:`resolve_directory` (used by loaders) then restores the complete backup.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ModelError
+
+COMPLETE_MARKER = "COMPLETE"
+
+
+def _fsync_path(path: Path) -> None:
+    flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) if path.is_dir() else os.O_RDONLY
+    try:
+        fd = os.open(path, flags)
+    except OSError:
+        return  # e.g. directories cannot be opened on some platforms
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(directory: Path) -> None:
+    """fsync every file below ``directory``, then the directories themselves."""
+    for root, dirs, files in os.walk(directory):
+        for name in files:
+            _fsync_path(Path(root, name))
+    for root, dirs, _ in os.walk(directory, topdown=False):
+        for name in dirs:
+            _fsync_path(Path(root, name))
+    _fsync_path(directory)
+
+
+def _siblings(target: Path, kind: str) -> list[Path]:
+    return sorted(target.parent.glob(f".{target.name}.{kind}-*"))
+
+
+def _swap_into_place(staged: Path, target: Path) -> None:
+    backup = None
+    if target.exists():
+        backup = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+        backup.rmdir()
+        os.rename(target, backup)
+    _rename_staged(staged, target)
+    _fsync_path(target.parent)
+    if backup is not None:
+        shutil.rmtree(backup, ignore_errors=True)
+
+
+def _rename_staged(staged: Path, target: Path) -> None:
+    os.rename(staged, target)
+
+
+@contextlib.contextmanager
+def atomic_directory(target) -> Iterator[Path]:
+    """``with atomic_directory(path) as tmp:`` write files into ``tmp``; they replace ``path`` at the end."""
+    target = Path(target).absolute()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists() and not target.is_dir():
+        raise ModelError(f"{target} exists and is not a directory")
+    resolve_directory(target, must_exist=False)  # finish a previously interrupted swap first
+    for stale in _siblings(target, "tmp"):
+        shutil.rmtree(stale, ignore_errors=True)  # left by a crash during an earlier save
+    staged = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        yield staged
+        (staged / COMPLETE_MARKER).write_text("ok\n", encoding="utf-8")
+        fsync_tree(staged)
+        _swap_into_place(staged, target)
+    except BaseException:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise
+
+
+def resolve_directory(target, must_exist: bool = True) -> Path:
+    """``target``, after restoring it from a complete backup if a save was interrupted mid-swap."""
+    target = Path(target).absolute()
+    if not target.exists():
+        backups = [b for b in _siblings(target, "old") if (b / COMPLETE_MARKER).exists()]
+        if backups:
+            os.rename(backups[-1], target)
+            _fsync_path(target.parent)
+    elif target.is_dir():
+        for stale in _siblings(target, "old"):
+            shutil.rmtree(stale, ignore_errors=True)
+    if must_exist and not target.is_dir():
+        raise ModelError(f"{target}: no such directory")
+    return target
+
+
+def cache_dir(*parts: str) -> Path:
+    """``$GEMCAPTION_CACHE`` or ``$XDG_CACHE_HOME/gemcaption`` (default ``~/.cache/gemcaption``), created."""
+    root = os.environ.get("GEMCAPTION_CACHE")
+    if not root:
+        xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        root = os.path.join(xdg, "gemcaption")
+    path = Path(root, *parts)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+# -- single files ---------------------------------------------------------------------------------
+def atomic_write_bytes(path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a temporary file in the same folder, fsynced and renamed
+    into place: readers see the old file or the new one, never a part."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def atomic_write_text(path, text: str) -> Path:
+    """:func:`atomic_write_bytes` of UTF-8 ``text``."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path, payload: Any) -> Path:
+    """``payload`` as indented UTF-8 JSON (accents kept), written atomically."""
+    return atomic_write_text(path, json.dumps(payload, indent=1, ensure_ascii=False, sort_keys=True) + "\n")
+
+
+def read_json(path) -> Any:
+    """Parsed JSON of ``path``; :class:`ModelError` naming the file when missing or unreadable."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelError(f"{path}: not found") from None
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"damaged: {path} ({exc.__class__.__name__}: {exc})") from None
+
+
+# -- manifests -------------------------------------------------------------------------------------
+MANIFEST_FILE = "manifest.json"
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What a saved directory is: its format and version, the kind of object and its config,
+    and the sha256 of every other file in it (relative POSIX paths)."""
+
+    format: str
+    format_version: int
+    kind: str
+    config: dict = field(default_factory=dict)
+    files: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"format": self.format, "format_version": self.format_version, "kind": self.kind,
+                "config": self.config, "files": self.files}
+
+
+def file_sha256(path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _checksums(directory: Path) -> dict[str, str]:
+    sums = {}
+    for path in sorted(directory.rglob("*")):
+        rel = path.relative_to(directory).as_posix()
+        if path.is_file() and rel not in (MANIFEST_FILE, COMPLETE_MARKER):
+            sums[rel] = file_sha256(path)
+    return sums
+
+
+def write_manifest(directory, format: str, format_version: int, kind: str, config: dict) -> Manifest:
+    """Write ``manifest.json`` into ``directory`` with the checksums of the files already there."""
+    directory = Path(directory)
+    manifest = Manifest(format, int(format_version), kind, dict(config), _checksums(directory))
+    write_json(directory / MANIFEST_FILE, manifest.to_dict())
+    return manifest
+
+
+def has_manifest(directory) -> bool:
+    return Path(directory, MANIFEST_FILE).is_file()
+
+
+def read_manifest(directory, format: str, versions: Iterable[int], *, verify: bool = True) -> Manifest:
+    """The manifest of ``directory``, checked: the right ``format``, a version in ``versions``
+    and (with ``verify``) every listed file present with its checksum. :class:`ModelError` otherwise."""
+    directory = Path(directory)
+    versions = sorted(versions)
+    if not directory.is_dir():
+        raise ModelError(f"{directory}: no such directory")
+    payload = read_json(directory / MANIFEST_FILE)
+    if not isinstance(payload, dict) or payload.get("format") != format:
+        found = payload.get("format") if isinstance(payload, dict) else None
+        raise ModelError(f"{directory}: not a {format} directory (format {found!r})")
+    version = payload.get("format_version")
+    if version not in versions:
+        raise ModelError(f"{directory}: {format} format version {version!r} is not supported by this "
+                         f"gemcaption (it reads versions {', '.join(map(str, versions))}); "
+                         + ("upgrade gemcaption" if isinstance(version, int) and version > versions[-1]
+                            else "the directory may be damaged"))
+    manifest = Manifest(format, version, str(payload.get("kind", "")), dict(payload.get("config") or {}),
+                        dict(payload.get("files") or {}))
+    if verify:
+        for rel, expected in manifest.files.items():
+            path = directory / rel
+            if not path.is_file():
+                raise ModelError(f"damaged: {path} (missing)")
+            if file_sha256(path) != expected:
+                raise ModelError(f"damaged: {path} (checksum differs from {MANIFEST_FILE})")
+    return manifest
+
+
+def save_directory(target, format: str, format_version: int, kind: str, config: dict,
+                   write: Callable[[Path], None]) -> Path:
+    """Atomically replace directory ``target``: ``write(staging)`` fills a staging directory, then
+    the manifest (with checksums) is added and the whole directory swapped into place."""
+    with atomic_directory(target) as staged:
+        write(staged)
+        write_manifest(staged, format, format_version, kind, config)
+    return Path(target)

@@ -1,0 +1,95 @@
+"""What the index knows about each image, kept in memory and saved as one SQLite file.
+
+Tables: ``items`` (id, image path, content hash, generated caption, reference captions as a JSON
+list, label) and ``settings`` (key -> JSON value: retriever settings, captioner reference, ...).
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import ModelError
+
+SCHEMA = """
+CREATE TABLE items (
+    id INTEGER PRIMARY KEY,
+    image TEXT,
+    content_hash TEXT NOT NULL UNIQUE,
+    caption TEXT NOT NULL,
+    reference_captions TEXT NOT NULL,
+    label TEXT
+);
+CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+@dataclass(frozen=True)
+class Record:
+    """One indexed image. ``image`` is its path (None for in-memory images)."""
+
+    id: int
+    image: str | None
+    content_hash: str
+    caption: str
+    references: tuple[str, ...] = field(default_factory=tuple)
+    label: str | None = None
+
+
+class MetadataStore:
+    """Records by id and by content hash, plus the next free id (ids are never reused)."""
+
+    def __init__(self):
+        self.records: dict[int, Record] = {}
+        self.by_hash: dict[str, int] = {}
+        self.next_id = 0
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def add(self, record: Record) -> None:
+        self.records[record.id] = record
+        self.by_hash[record.content_hash] = record.id
+        self.next_id = max(self.next_id, record.id + 1)
+
+    def remove(self, item_id: int) -> Record | None:
+        record = self.records.pop(int(item_id), None)
+        if record is not None:
+            self.by_hash.pop(record.content_hash, None)
+        return record
+
+    def write(self, path: Path, settings: dict) -> None:
+        """Write every record and ``settings`` into a new SQLite file at ``path``."""
+        connection = sqlite3.connect(str(path))
+        try:
+            connection.executescript(SCHEMA)
+            connection.executemany(
+                "INSERT INTO items VALUES (?, ?, ?, ?, ?, ?)",
+                ((r.id, r.image, r.content_hash, r.caption, json.dumps(list(r.references), ensure_ascii=False),
+                  r.label) for r in self.records.values()))
+            settings = {**settings, "next_id": self.next_id}
+            connection.executemany("INSERT INTO settings VALUES (?, ?)",
+                                   ((k, json.dumps(v, ensure_ascii=False)) for k, v in settings.items()))
+            connection.commit()
+        finally:
+            connection.close()
+
+    @classmethod
+    def read(cls, path: Path) -> tuple["MetadataStore", dict]:
+        """The store and the settings saved by :meth:`write`."""
+        if not Path(path).is_file():
+            raise ModelError(f"{path}: index metadata not found")
+        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            store = cls()
+            for row in connection.execute("SELECT id, image, content_hash, caption, reference_captions, label "
+                                          "FROM items ORDER BY id"):
+                store.add(Record(row[0], row[1], row[2], row[3], tuple(json.loads(row[4])), row[5]))
+            settings = {k: json.loads(v) for k, v in connection.execute("SELECT key, value FROM settings")}
+        except sqlite3.DatabaseError as exc:
+            raise ModelError(f"{path}: unreadable index metadata ({exc})") from exc
+        finally:
+            connection.close()
+        store.next_id = max(store.next_id, int(settings.pop("next_id", 0)))
+        return store, settings

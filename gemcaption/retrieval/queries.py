@@ -1,0 +1,48 @@
+"""Is a search query an image or a text?
+
+The rule used by ``Retriever.search``:
+
+* ``pathlib.Path``, PIL images, NumPy arrays and raw ``bytes`` are images;
+* a ``str`` is an image when it names an existing file, or when it ends with an image file
+  extension (``.jpg .jpeg .png .bmp .gif .webp .tif .tiff``, any case) and has no line break:
+  a missing ``photos/ring.jpg`` then raises :class:`~gemcaption.errors.ImageError` rather than
+  being searched as words;
+* any other ``str`` is a text query.
+
+Use ``search_text`` / ``search_image`` to say which one explicitly.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..errors import GemcaptionError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+
+def looks_like_image_path(text: str) -> bool:
+    """True for a string ending with an image extension and holding no line break."""
+    return "\n" not in text and text.strip().lower().endswith(IMAGE_EXTENSIONS)
+
+
+def is_image_query(query) -> bool:
+    """Classify one query by the module's rule; raises for types that are neither."""
+    if isinstance(query, str):
+        if not query.strip():
+            raise GemcaptionError("empty search query")
+        try:
+            exists = os.path.isfile(query)
+        except (OSError, ValueError):
+            exists = False
+        return exists or looks_like_image_path(query)
+    if isinstance(query, (Path, bytes, bytearray, memoryview)):
+        return True
+    if type(query).__module__.startswith("numpy") or hasattr(query, "getbands"):  # ndarray, PIL image
+        return True
+    raise GemcaptionError(f"cannot search for a {type(query).__name__}: give a path, image, array, bytes or text")
+
+
+def is_batch(query) -> bool:
+    """A list or tuple of queries (a NumPy array is one image, not a batch)."""
+    return isinstance(query, (list, tuple))

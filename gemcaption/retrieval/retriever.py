@@ -1,0 +1,373 @@
+"""Search images by image or by text through their captions.
+
+A :class:`Retriever` joins a trained captioner, a caption embedder and a FAISS index:
+
+>>> retriever = Retriever(Captioner.load("model"), model_dir="model").build(dataset.split("test"))
+>>> retriever.search("a blue oval sapphire", k=5)        # text query
+>>> retriever.search("photos/ring.jpg")                  # image query: caption it, search the caption
+>>> retriever.save("my-index"); Retriever.load("my-index")
+
+Every indexed image is captioned (cached encoder features are reused) and represented by the L2-
+normalised mean of the embeddings of its generated caption and, with ``use_references=True``,
+its reference captions. Scores are cosine similarities. With ``hybrid_weight=w > 0`` an image
+query's score is ``(1 - w) * caption cosine + w * visual cosine`` (centred, normalised mean-pooled
+encoder features): the cosine of the two vectors concatenated with weights ``sqrt(1-w), sqrt(w)``.
+How a ``str`` query is told apart from a path is described in :mod:`gemcaption.retrieval.queries`.
+"""
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..persistence import atomic_directory, resolve_directory
+from .embedders import build_embedder, l2_normalize, load_embedder
+from ..errors import GemcaptionError, ImageError, ModelError
+from .metadata import MetadataStore, Record
+from .vector_index import VectorIndex, VectorTable
+from .queries import is_batch, is_image_query
+
+FORMAT = "gemcaption-index"
+FORMAT_VERSION = 1
+HYBRID_CANDIDATES = 100
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One search result: the image's id, path (None if added from memory), cosine score,
+    generated caption, reference captions and label (None when unknown)."""
+
+    id: int
+    image: str | None
+    score: float
+    caption: str
+    captions: tuple[str, ...] = ()
+    label: str | None = None
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "captions": list(self.captions)}
+
+
+def _items(data, captions=None, labels=None) -> list[tuple]:
+    """``(source, reference captions, label)`` for a Dataset, Samples, or plain image sources."""
+    samples = getattr(data, "samples", None)
+    data = list(samples if samples is not None else ([data] if is_image_query_like(data) else data))
+    items = []
+    for i, entry in enumerate(data):
+        if hasattr(entry, "image") and hasattr(entry, "captions"):
+            items.append((entry.image, tuple(entry.captions), getattr(entry, "label", None)))
+        else:
+            refs = tuple(captions[i]) if captions is not None else ()
+            items.append((entry, refs, labels[i] if labels is not None else None))
+    return items
+
+
+def is_image_query_like(data) -> bool:
+    return isinstance(data, (str, Path, bytes, bytearray)) or hasattr(data, "getbands") or hasattr(data, "shape")
+
+
+def _source_name(source) -> str:
+    return str(source) if isinstance(source, (str, Path)) else f"<{type(source).__name__} image>"
+
+
+class Retriever:
+    """Captioner + caption embedder + FAISS index + SQLite metadata (see the module doc).
+
+    ``captioner`` may be None when ``model_dir`` names a saved captioner: it is then loaded the
+    first time an image must be captioned (text search never needs it). ``embedder`` defaults to
+    TF-IDF + SVD (256-d), fitted on the first captions indexed unless :meth:`fit_embedder` or
+    ``build(..., fit_texts=...)`` fitted it on training captions. ``index_factory`` is ``"auto"``
+    or a FAISS factory string (see :mod:`gemcaption.retrieval.vector_index`).
+    """
+
+    def __init__(self, captioner=None, embedder=None, *, model_dir=None, index_factory: str = "auto",
+                 search_params: str = "", beam_width: int = 1, use_references: bool = True,
+                 hybrid_weight: float = 0.0, batch_size: int = 32, progress: bool = True):
+        if not 0.0 <= hybrid_weight < 1.0:
+            raise GemcaptionError("hybrid_weight must be in [0, 1)")
+        if beam_width < 1 or batch_size < 1:
+            raise GemcaptionError("beam_width and batch_size must be at least 1")
+        self._captioner = captioner
+        model_dir = model_dir or getattr(captioner, "model_dir", None)
+        self.model_dir = str(Path(model_dir).absolute()) if model_dir else None
+        self.embedder = embedder if embedder is not None else build_embedder()
+        self.index_factory, self.search_params = index_factory, search_params
+        self.beam_width, self.use_references = int(beam_width), bool(use_references)
+        self.hybrid_weight, self.batch_size, self.progress = float(hybrid_weight), int(batch_size), progress
+        self.metadata = MetadataStore()
+        self.index: VectorIndex | None = None
+        self.visual: VectorTable | None = None
+        self.visual_mean: np.ndarray | None = None
+
+    # -- state -------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.metadata)
+
+    def __contains__(self, item_id) -> bool:
+        return int(item_id) in self.metadata.records
+
+    @property
+    def ids(self) -> list[int]:
+        return sorted(self.metadata.records)
+
+    def get(self, item_id: int) -> Record:
+        """The metadata record of ``item_id`` (KeyError if absent)."""
+        return self.metadata.records[int(item_id)]
+
+    @property
+    def captioner(self):
+        """The captioner, loaded from ``model_dir`` on first use."""
+        if self._captioner is None:
+            if not self.model_dir:
+                raise ModelError("this retriever has no captioner: pass captioner= (or model_dir=) to caption images")
+            from ..captioning.captioner import Captioner
+
+            self._captioner = Captioner.load(self.model_dir)
+        return self._captioner
+
+    def clear(self) -> None:
+        """Forget every indexed image (the fitted embedder is kept)."""
+        self.metadata, self.index, self.visual, self.visual_mean = MetadataStore(), None, None, None
+
+    # -- building ----------------------------------------------------------------------------
+    def fit_embedder(self, texts) -> "Retriever":
+        """Fit the caption embedder on ``texts`` (the training captions); clears the index."""
+        self.embedder.fit(list(texts))
+        self.clear()
+        return self
+
+    def build(self, data, *, fit_texts=None, captions=None, labels=None) -> "Retriever":
+        """Index ``data`` from scratch: a Dataset, Samples, or image sources (with optional
+        per-image reference ``captions`` and ``labels``). The embedder is fitted on ``fit_texts``
+        when given, else (if not fitted yet) on the indexed images' captions."""
+        self.clear()
+        if fit_texts is not None:
+            self.embedder.fit(list(fit_texts))
+        self.add(data, captions=captions, labels=labels)
+        return self
+
+    def add(self, images, *, captions=None, labels=None) -> list[int | None]:
+        """Index more images without a rebuild; returns one id per input (the existing id for an
+        image already indexed, same content hash; None for an unreadable image, with a warning)."""
+        from ..data.images import content_hash
+
+        items = _items(images, captions, labels)
+        result: list[int | None] = [None] * len(items)
+        new: dict[str, list[int]] = {}  # content hash -> positions in items
+        for pos, (source, _, _) in enumerate(items):
+            try:
+                digest = content_hash(source)
+            except (ImageError, OSError) as exc:
+                warnings.warn(f"skipping {_source_name(source)}: {exc}", stacklevel=2)
+                continue
+            if digest in self.metadata.by_hash:
+                result[pos] = self.metadata.by_hash[digest]
+            else:
+                new.setdefault(digest, []).append(pos)
+        if not new:
+            return result
+        firsts = [positions[0] for positions in new.values()]
+        generated = self._caption_sources([items[p][0] for p in firsts])
+        kept = [i for i, text in enumerate(generated) if text is not None]
+        if not kept:
+            return result
+        texts = [[generated[i]] + (list(items[firsts[i]][1]) if self.use_references else []) for i in kept]
+        if not self.embedder.fitted:
+            self.embedder.fit([t for group in texts for t in group])
+        vectors = self._embed_groups(texts)
+        features = self._visual_features([items[firsts[i]][0] for i in kept]) if self.hybrid_weight else None
+        ids = list(range(self.metadata.next_id, self.metadata.next_id + len(kept)))
+        digests = list(new)
+        for item_id, i in zip(ids, kept):
+            source, refs, label = items[firsts[i]]
+            path = str(Path(source).absolute()) if isinstance(source, (str, Path)) else None
+            self.metadata.add(Record(item_id, path, digests[i], generated[i], tuple(refs), label))
+            for pos in new[digests[i]]:
+                result[pos] = item_id
+        if self.index is None:
+            self.index = VectorIndex(self.embedder.dim, self.index_factory, self.search_params)
+        self.index.add(vectors, ids)
+        if features is not None:
+            self._add_visual(features, ids)
+        return result
+
+    def remove(self, ids) -> int:
+        """Remove images by id without a rebuild; returns how many were indexed."""
+        ids = [int(i) for i in ([ids] if isinstance(ids, (int, np.integer)) else ids)]
+        removed = [i for i in ids if self.metadata.remove(i) is not None]
+        if removed and self.index is not None:
+            self.index.remove(removed)
+        if removed and self.visual is not None:
+            self.visual.remove(removed)
+        return len(removed)
+
+    # -- captioning and embedding --------------------------------------------------------------
+    def _caption_sources(self, sources: list) -> list[str | None]:
+        from tqdm.auto import tqdm
+
+        captions: list[str | None] = []
+        steps = range(0, len(sources), self.batch_size)
+        for start in tqdm(steps, desc="Captioning", unit="batch", disable=not self.progress or len(steps) < 2):
+            batch = sources[start:start + self.batch_size]
+            try:
+                out = list(self.captioner.caption(batch, beam_width=self.beam_width))
+            except ImageError:
+                out = [self._caption_one(source) for source in batch]
+            for source, text in zip(batch, out):
+                if text is None:
+                    warnings.warn(f"skipping {_source_name(source)}: not a readable image", stacklevel=3)
+            captions.extend(out)
+        return captions
+
+    def _caption_one(self, source) -> str | None:
+        try:
+            return self.captioner.caption([source], beam_width=self.beam_width)[0]
+        except ImageError:
+            return None
+
+    def _embed_groups(self, groups: list[list[str]]) -> np.ndarray:
+        """One vector per group of captions: the normalised mean of their embeddings."""
+        flat = self.embedder.transform([t for group in groups for t in group])
+        bounds = np.cumsum([0] + [len(g) for g in groups])
+        return l2_normalize(np.stack([flat[a:b].mean(axis=0) for a, b in zip(bounds[:-1], bounds[1:])]))
+
+    def _visual_features(self, sources: list) -> np.ndarray:
+        feats = np.asarray(self.captioner.image_features(sources), np.float32)
+        if self.visual_mean is None:
+            self.visual_mean = feats.mean(axis=0) if len(feats) > 1 else np.zeros(feats.shape[1], np.float32)
+        return l2_normalize(feats - self.visual_mean)
+
+    def _add_visual(self, features: np.ndarray, ids: list[int]) -> None:
+        if self.visual is None:
+            self.visual = VectorTable(features.shape[1])
+        self.visual.add(features, ids)
+
+    # -- searching -----------------------------------------------------------------------------
+    def search(self, query, k: int = 10):
+        """Hits for one query (path, PIL image, array, bytes or text), best first; for a list of
+        queries, one list of hits per query. See :mod:`gemcaption.retrieval.queries` for the str rule."""
+        if not is_batch(query):
+            return self.search(list([query]), k)[0]
+        kinds = [is_image_query(q) for q in query]
+        results: list = [None] * len(query)
+        for want_image, run in ((True, self.search_image), (False, self.search_text)):
+            positions = [i for i, kind in enumerate(kinds) if kind == want_image]
+            if positions:
+                for pos, hits in zip(positions, run([query[i] for i in positions], k)):
+                    results[pos] = hits
+        return results
+
+    def search_text(self, text, k: int = 10):
+        """Hits for a text query (or one list per text for a list of texts)."""
+        single = isinstance(text, str)
+        texts = [text] if single else [str(t) for t in text]
+        if not self._searchable():
+            results = [[] for _ in texts]
+        else:
+            results = self._search_vectors(self.embedder.transform(texts), k)
+        return results[0] if single else results
+
+    def search_image(self, image, k: int = 10):
+        """Hits for an image query (or one list per image for a list): the image is captioned and
+        its caption searched. Raises :class:`ImageError` for a missing or unreadable image."""
+        from ..data.images import load_image
+
+        single = not is_batch(image)
+        images = [image] if single else list(image)
+        decoded = [load_image(source) for source in images]  # ImageError names the bad one
+        if not self._searchable():
+            results = [[] for _ in images]
+        else:
+            sources = [s if isinstance(s, (str, Path)) else d for s, d in zip(images, decoded)]
+            captions = self.captioner.caption(sources, beam_width=self.beam_width)
+            for source, text in zip(images, captions):
+                if text is None:
+                    raise ImageError(f"{_source_name(source)}: not a readable image")
+            visual = None
+            if self.hybrid_weight and self.visual is not None and len(self.visual):
+                visual = l2_normalize(np.asarray(self.captioner.image_features(sources), np.float32)
+                                      - self.visual_mean)
+            results = self._search_vectors(self.embedder.transform(captions), k, visual)
+        return results[0] if single else results
+
+    def _searchable(self) -> bool:
+        return self.index is not None and len(self.metadata) > 0 and self.embedder.fitted
+
+    def _search_vectors(self, queries: np.ndarray, k: int, visual: np.ndarray | None = None) -> list[list[Hit]]:
+        if visual is None:
+            found = self.index.search(queries, k)
+        else:
+            found = [self._hybrid(q, v, k) for q, v in zip(queries, visual)]
+        return [[self._hit(i, s) for i, s in hits] for hits in found]
+
+    def _hybrid(self, query: np.ndarray, visual: np.ndarray, k: int) -> list[tuple[int, float]]:
+        n = max(k, HYBRID_CANDIDATES)
+        candidates = {i for i, _ in self.index.search(query[None], n)[0]}
+        visual_scores = self.visual.vectors @ visual
+        top = np.argsort(-visual_scores)[:n]
+        candidates.update(int(self.visual.ids[j]) for j in top)
+        ids = [i for i in candidates if i in self.visual and i in self.index.table]
+        w = self.hybrid_weight
+        scores = (1 - w) * (self.index.table.get(ids) @ query) + w * (self.visual.get(ids) @ visual)
+        order = np.argsort(-scores, kind="stable")[:k]
+        return [(ids[j], float(scores[j])) for j in order]
+
+    def _hit(self, item_id: int, score: float) -> Hit:
+        r = self.metadata.records[item_id]
+        return Hit(item_id, r.image, float(score), r.caption, r.references, r.label)
+
+    # -- persistence ---------------------------------------------------------------------------
+    def settings(self) -> dict:
+        """JSON-able settings saved with the index (and the captioner reference)."""
+        config = None
+        if self.model_dir and Path(self.model_dir, "config.json").is_file():
+            config = json.loads(Path(self.model_dir, "config.json").read_text(encoding="utf-8"))
+        return {"format": FORMAT, "format_version": FORMAT_VERSION, "index_factory": self.index_factory,
+                "search_params": self.search_params, "beam_width": self.beam_width,
+                "use_references": self.use_references, "hybrid_weight": self.hybrid_weight,
+                "batch_size": self.batch_size, "embedder": self.embedder.config(),
+                "captioner": {"model_dir": self.model_dir, "config": config}}
+
+    def save(self, directory) -> Path:
+        """Write the index to ``directory`` atomically (a crash mid-save keeps the old one):
+        ``metadata.sqlite``, ``index.faiss`` + vectors, ``embedder/`` (JSON + .npy), ``visual_*.npy``."""
+        with atomic_directory(directory) as staged:
+            self.metadata.write(staged / "metadata.sqlite", self.settings())
+            if self.embedder.fitted:
+                self.embedder.save(staged / "embedder")
+            if self.index is not None:
+                self.index.save(staged)
+            if self.visual is not None:
+                self.visual.save(staged, "visual")
+                np.save(staged / "visual_mean.npy", self.visual_mean)
+        return Path(directory)
+
+    @classmethod
+    def load(cls, directory, captioner=None, *, model_dir=None, progress: bool = True) -> "Retriever":
+        """An index written by :meth:`save`. The captioner is ``captioner`` if given, else loaded
+        from ``model_dir`` (default: the saved reference) when an image must be captioned."""
+        directory = resolve_directory(directory)
+        metadata, settings = MetadataStore.read(directory / "metadata.sqlite")
+        if settings.get("format") != FORMAT:
+            raise ModelError(f"{directory}: not a gemcaption index")
+        embedder = load_embedder(directory / "embedder") if (directory / "embedder").is_dir() else None
+        self = cls(captioner, embedder, model_dir=model_dir or settings["captioner"]["model_dir"],
+                   index_factory=settings["index_factory"], search_params=settings["search_params"],
+                   beam_width=settings["beam_width"], use_references=settings["use_references"],
+                   hybrid_weight=settings["hybrid_weight"], batch_size=settings["batch_size"], progress=progress)
+        self.metadata = metadata
+        if (directory / "index.json").is_file():
+            self.index = VectorIndex.load(directory)
+        if (directory / "visual_ids.npy").is_file():
+            self.visual_mean = np.load(directory / "visual_mean.npy", allow_pickle=False)
+            self.visual = VectorTable.load(directory, "visual", len(self.visual_mean))
+        if self.index is not None and len(self.index) != len(metadata):
+            raise ModelError(f"{directory}: index and metadata disagree ({len(self.index)} vs {len(metadata)})")
+        return self
+
+    def __repr__(self) -> str:
+        factory = self.index.factory if self.index is not None else self.index_factory
+        return f"Retriever({len(self)} images, embedder={self.embedder.config()['kind']}, index={factory!r})"

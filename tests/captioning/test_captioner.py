@@ -1,0 +1,138 @@
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import gemcaption  # noqa: F401
+from gemcaption.captioning.captioner import Captioner
+from gemcaption.data.loaders import Sample
+from gemcaption.errors import ImageError, ModelError
+from fakes import write_shapes
+
+TINY = dict(encoder="efficientnet_lite0", image_size=64, weights="imagenet", embed_dim=32, ff_dim=32,
+            num_heads=2, seq_len=8, dropout=0.0, seed=3)
+
+
+def samples(rows, split):
+    return [Sample(image=p, captions=tuple(c), label=l, split=split) for p, c, l in rows]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    rows = write_shapes(tmp_path_factory.mktemp("shapes"), per_kind=3)
+    return samples(rows, "train"), samples(rows[::3], "val")
+
+
+@pytest.fixture(scope="module", params=["transformer", "lstm"])
+def trained(request, data):
+    train, val = data
+    captioner = Captioner(request.param, **TINY)
+    captioner.fit(train, val, epochs=60, batch_size=8, learning_rate=1e-2, patience=60, verbose=0)
+    return captioner
+
+
+def test_trained_model_learns_the_captions(trained, data):
+    train, _ = data
+    captions = trained.caption([s.image for s in train])
+    correct = sum(c in s.captions for c, s in zip(captions, train))
+    assert correct >= 0.75 * len(train), captions
+
+
+def test_beam_of_one_is_greedy_and_beam_search_gives_valid_captions(trained, data):
+    images = [s.image for s in data[0]]
+    greedy = trained.caption(images)
+    assert trained.caption(images, beam_width=1) == greedy
+    beam = trained.caption(images, beam_width=3)
+    assert len(beam) == len(images)
+    correct = sum(c in s.captions for c, s in zip(beam, data[0]))
+    assert correct >= 0.75 * len(images), beam
+
+
+def test_save_load_round_trip_gives_identical_captions(trained, data, tmp_path):
+    images = [s.image for s in data[0]]
+    before = trained.caption(images, beam_width=2)
+    trained.save(tmp_path / "model")
+    for name in ("decoder.keras", "encoder.weights.h5", "vocabulary.json", "config.json", "history.json", "training.png"):
+        assert (tmp_path / "model" / name).is_file(), name
+    loaded = Captioner.load(tmp_path / "model", feature_cache=False)  # recompute features from pixels
+    assert loaded.caption(images, beam_width=2) == before
+    assert loaded.encoder.config() == trained.encoder.config()
+    assert loaded.model_dir == trained.model_dir == str((tmp_path / "model").absolute())
+
+
+def test_one_optimizer_step_per_batch_of_images(data):
+    train, val = data  # 24 images with 2 captions each, batch 8 -> 3 steps an epoch
+    captioner = Captioner("lstm", **TINY)
+    captioner.fit(train, val, epochs=2, batch_size=8, patience=5, verbose=0)
+    assert int(captioner.decoder.optimizer.iterations) == 2 * 3
+    assert len(captioner.history["loss"]) == 2
+
+
+def test_same_seed_same_weights(data):
+    train, val = data
+    weights = []
+    for _ in range(2):
+        captioner = Captioner("transformer", **TINY)
+        captioner.fit(train, val, epochs=2, batch_size=8, verbose=0)
+        weights.append(captioner.decoder.get_weights())
+    for a, b in zip(*weights):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_early_stopping_restores_the_best_weights(data):
+    train, val = data
+    captioner = Captioner("transformer", **TINY)
+    history = captioner.fit(train, val, epochs=6, batch_size=8, learning_rate=0.3, patience=1, verbose=0)
+    best = min(history["val_loss"])
+    from gemcaption.captioning.training import caption_array
+
+    grids, _ = captioner.encode([s.image for s in val])
+    tokens = caption_array([s.captions for s in val], captioner.vocabulary, captioner.seq_len)
+    result = captioner.decoder.evaluate((grids, tokens[:, :, :-1]), tokens[:, :, 1:], verbose=0, return_dict=True)
+    assert result["loss"] == pytest.approx(best, rel=1e-4)
+
+
+def test_feature_cache_means_the_cnn_runs_once_per_image(data, monkeypatch, tmp_path):
+    train, _ = data
+    captioner = Captioner("lstm", **TINY)
+    captioner.fit(train[:8], train[8:12], epochs=1, batch_size=8, verbose=0)
+    calls = []
+    original = type(captioner.encoder).features
+
+    def counting(self, images, *args, **kwargs):
+        calls.append(len(images))
+        return original(self, images, *args, **kwargs)
+
+    monkeypatch.setattr(type(captioner.encoder), "features", counting)
+    captioner.caption([s.image for s in train[:12]])  # all cached during fit
+    assert calls == []
+    fresh = []
+    for i in range(2):  # pixels never seen by this test session
+        fresh.append(str(tmp_path / f"noise{i}.png"))
+        Image.fromarray(np.random.default_rng(i).integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(fresh[-1])
+    captioner.caption(fresh)  # new images: encoded once...
+    captioner.caption(fresh)  # ...and then read from the cache
+    assert calls == [2]
+
+
+def test_unreadable_images_are_skipped_or_refused(trained, data, tmp_path):
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not an image")
+    out = trained.caption([data[0][0].image, str(bad)])
+    assert out[0] and out[1] is None
+    with pytest.raises(ImageError):
+        trained.image_features([str(bad)])
+
+
+def test_untrained_and_missing_models_are_clear_errors(tmp_path):
+    with pytest.raises(ModelError):
+        Captioner("lstm", **TINY).caption([np.zeros((8, 8, 3), np.uint8)])
+    with pytest.raises(ModelError):
+        Captioner.load(tmp_path / "nothing")
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "config.json").write_text(json.dumps({"format": "other"}))
+    with pytest.raises(ModelError):
+        Captioner.load(tmp_path / "x")
+    with pytest.raises(ModelError, match="unknown decoder"):
+        Captioner("gru")

@@ -1,0 +1,97 @@
+import numpy as np
+import pytest
+from keras import ops
+
+import gemcaption  # noqa: F401
+from gemcaption.captioning.decoders import DECODERS, build_decoder
+from gemcaption.captioning.training import masked_accuracy, masked_loss
+
+VOCAB, SEQ = 30, 7
+
+
+def make(name):
+    return build_decoder(name, vocab_size=VOCAB, seq_len=SEQ, embed_dim=16, ff_dim=16, num_heads=2, dropout=0.0)
+
+
+@pytest.fixture(scope="module")
+def batch():
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(3, 4, 12)).astype("float32")
+    tokens = rng.integers(4, VOCAB, size=(3, 2, SEQ)).astype("int32")
+    return features, tokens
+
+
+@pytest.mark.parametrize("name", sorted(DECODERS))
+def test_logits_shape_has_one_row_per_caption(name, batch):
+    features, tokens = batch
+    logits = make(name)((features, tokens))
+    assert tuple(logits.shape) == (3, 2, SEQ, VOCAB)
+
+
+@pytest.mark.parametrize("name", sorted(DECODERS))
+def test_incremental_steps_match_the_full_forward_pass(name, batch):
+    features, tokens = batch
+    decoder = make(name)
+    full = np.asarray(decoder((features, tokens[:, :1])))[:, 0]
+    state = decoder.start(features)
+    for position in range(SEQ):
+        logits, state = decoder.step(ops.convert_to_tensor(tokens[:, 0, position]), state,
+                                     ops.convert_to_tensor(position))
+        np.testing.assert_allclose(np.asarray(logits), full[:, position], atol=1e-4)
+
+
+@pytest.mark.parametrize("name", sorted(DECODERS))
+def test_decoder_is_causal(name, batch):
+    features, tokens = batch
+    decoder = make(name)
+    changed = tokens.copy()
+    changed[:, :, 4:] = 5
+    a = np.asarray(decoder((features, tokens)))
+    b = np.asarray(decoder((features, changed)))
+    np.testing.assert_allclose(a[:, :, :4], b[:, :, :4], atol=1e-5)
+    assert not np.allclose(a[:, :, 4:], b[:, :, 4:])
+
+
+def test_unknown_decoder_is_a_clear_error():
+    with pytest.raises(ValueError, match="transformer"):
+        build_decoder("gru", vocab_size=10)
+
+
+def test_loss_and_accuracy_ignore_padding():
+    rng = np.random.default_rng(1)
+    targets = np.array([[[5, 6, 3, 0, 0]]], dtype="int32")
+    logits = rng.normal(size=(1, 1, 5, 8)).astype("float32")
+    other = logits.copy()
+    other[:, :, 3:] = rng.normal(size=(1, 1, 2, 8))  # only padded positions differ
+    assert float(masked_loss(targets, logits)) == pytest.approx(float(masked_loss(targets, other)))
+    perfect = np.full((1, 1, 5, 8), -10.0, "float32")
+    for t, tok in enumerate(targets[0, 0]):
+        perfect[0, 0, t, tok if tok else 7] = 10.0  # padding positions predicted wrong on purpose
+    assert float(masked_accuracy(targets, perfect)) == pytest.approx(1.0)
+    # hand-computed cross-entropy over the three real tokens only
+    logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    expected = -np.mean([logp[0, 0, t, targets[0, 0, t]] for t in range(3)])
+    assert float(masked_loss(targets, logits)) == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("name", sorted(DECODERS))
+def test_packed_training_loss_and_gradients_equal_the_masked_full_loss(name, batch):
+    import tensorflow as tf
+
+    features, tokens = batch
+    tokens = tokens.copy()
+    tokens[0, 1, 3:] = 0  # captions of different lengths: padding at different places
+    tokens[2, 0, 5:] = 0
+    inputs, targets = (features, tokens[:, :, :-1]), tokens[:, :, 1:]
+    decoder = make(name)
+    with tf.GradientTape() as tape:
+        full = masked_loss(targets, decoder(inputs, training=False))
+    expected = tape.gradient(full, decoder.trainable_variables)
+    with tf.GradientTape() as tape:
+        packed, accuracy, count = decoder.packed_loss(inputs, targets, training=False)
+    got = tape.gradient(packed, decoder.trainable_variables)
+    assert int(count) == int(np.count_nonzero(targets))
+    assert float(packed) == pytest.approx(float(full), rel=1e-5)
+    assert float(accuracy) == pytest.approx(float(masked_accuracy(targets, decoder(inputs))), abs=1e-6)
+    for a, b in zip(expected, got):
+        np.testing.assert_allclose(np.asarray(tf.convert_to_tensor(a)), np.asarray(tf.convert_to_tensor(b)), atol=1e-6)
