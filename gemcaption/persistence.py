@@ -35,6 +35,9 @@ from typing import Any
 
 from .errors import ModelError
 
+PathLike = str | os.PathLike
+"""What every path argument accepts: a string or a :class:`os.PathLike` (a :class:`~pathlib.Path`)."""
+
 COMPLETE_MARKER = "COMPLETE"
 
 
@@ -54,7 +57,7 @@ def _fsync_path(path: Path) -> None:
 
 def fsync_tree(directory: Path) -> None:
     """fsync every file below ``directory``, then the directories themselves."""
-    for root, dirs, files in os.walk(directory):
+    for root, _dirs, files in os.walk(directory):
         for name in files:
             _fsync_path(Path(root, name))
     for root, dirs, _ in os.walk(directory, topdown=False):
@@ -84,7 +87,7 @@ def _rename_staged(staged: Path, target: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_directory(target) -> Iterator[Path]:
+def atomic_directory(target: PathLike) -> Iterator[Path]:
     """``with atomic_directory(path) as tmp:`` write files into ``tmp``; they replace ``path`` at the end."""
     target = Path(target).absolute()
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -104,7 +107,7 @@ def atomic_directory(target) -> Iterator[Path]:
         raise
 
 
-def resolve_directory(target, must_exist: bool = True) -> Path:
+def resolve_directory(target: PathLike, must_exist: bool = True) -> Path:
     """``target``, after restoring it from a complete backup if a save was interrupted mid-swap."""
     target = Path(target).absolute()
     if not target.exists():
@@ -132,7 +135,7 @@ def cache_dir(*parts: str) -> Path:
 
 
 # -- single files ---------------------------------------------------------------------------------
-def atomic_write_bytes(path, data: bytes) -> Path:
+def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
     """Write ``data`` to ``path`` through a temporary file in the same folder, fsynced and renamed
     into place: readers see the old file or the new one, never a part."""
     path = Path(path)
@@ -151,17 +154,17 @@ def atomic_write_bytes(path, data: bytes) -> Path:
     return path
 
 
-def atomic_write_text(path, text: str) -> Path:
+def atomic_write_text(path: PathLike, text: str) -> Path:
     """:func:`atomic_write_bytes` of UTF-8 ``text``."""
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def write_json(path, payload: Any) -> Path:
+def write_json(path: PathLike, payload: Any) -> Path:
     """``payload`` as indented UTF-8 JSON (accents kept), written atomically."""
     return atomic_write_text(path, json.dumps(payload, indent=1, ensure_ascii=False, sort_keys=True) + "\n")
 
 
-def read_json(path) -> Any:
+def read_json(path: PathLike) -> Any:
     """Parsed JSON of ``path``; :class:`ModelError` naming the file when missing or unreadable."""
     try:
         return json.loads(Path(path).read_text(encoding="utf-8"))
@@ -191,7 +194,8 @@ class Manifest:
                 "config": self.config, "files": self.files}
 
 
-def file_sha256(path) -> str:
+def file_sha256(path: PathLike) -> str:
+    """The hex sha256 of the file at ``path`` (read in 1 MiB blocks)."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
@@ -208,7 +212,7 @@ def _checksums(directory: Path) -> dict[str, str]:
     return sums
 
 
-def write_manifest(directory, format: str, format_version: int, kind: str, config: dict) -> Manifest:
+def write_manifest(directory: PathLike, format: str, format_version: int, kind: str, config: dict) -> Manifest:
     """Write ``manifest.json`` into ``directory`` with the checksums of the files already there."""
     directory = Path(directory)
     manifest = Manifest(format, int(format_version), kind, dict(config), _checksums(directory))
@@ -216,11 +220,12 @@ def write_manifest(directory, format: str, format_version: int, kind: str, confi
     return manifest
 
 
-def has_manifest(directory) -> bool:
+def has_manifest(directory: PathLike) -> bool:
+    """True when ``directory`` holds a ``manifest.json`` (a directory of this release's formats)."""
     return Path(directory, MANIFEST_FILE).is_file()
 
 
-def read_manifest(directory, format: str, versions: Iterable[int], *, verify: bool = True) -> Manifest:
+def read_manifest(directory: PathLike, format: str, versions: Iterable[int], *, verify: bool = True) -> Manifest:
     """The manifest of ``directory``, checked: the right ``format``, a version in ``versions``
     and (with ``verify``) every listed file present with its checksum. :class:`ModelError` otherwise."""
     directory = Path(directory)
@@ -249,7 +254,7 @@ def read_manifest(directory, format: str, versions: Iterable[int], *, verify: bo
     return manifest
 
 
-def save_directory(target, format: str, format_version: int, kind: str, config: dict,
+def save_directory(target: PathLike, format: str, format_version: int, kind: str, config: dict,
                    write: Callable[[Path], None]) -> Path:
     """Atomically replace directory ``target``: ``write(staging)`` fills a staging directory, then
     the manifest (with checksums) is added and the whole directory swapped into place."""

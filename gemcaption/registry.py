@@ -17,12 +17,15 @@ until a name is used, and without any import done only for its side effect. An u
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Generic, TypeVar
 
 from .errors import UnknownNameError
 
 T = TypeVar("T")
+
+_LAZY_TARGET = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")  # "package.module:attribute"
 
 
 def normalize_name(name: str) -> str:
@@ -40,7 +43,8 @@ class Registry(Generic[T]):
 
     def register(self, name: str, target: T | str | None = None, *, aliases: Iterable[str] = ()) -> Any:
         """Add ``target`` under ``name``; without ``target``, return a decorator that adds the
-        decorated object. ``target`` may be ``"package.module:attribute"`` (imported on first use)."""
+        decorated object. ``target`` may be ``"package.module:attribute"`` (imported on first use);
+        any other string is stored as it is."""
         key = normalize_name(name)
         if target is None:
             def decorator(obj: Callable) -> Callable:
@@ -66,7 +70,7 @@ class Registry(Generic[T]):
         """The object registered under ``name`` (importing it on first use if registered lazily)."""
         key = self.canonical(name)
         target = self._entries[key]
-        if isinstance(target, str):
+        if isinstance(target, str) and _LAZY_TARGET.match(target):
             module, _, attribute = target.partition(":")
             target = getattr(importlib.import_module(module), attribute)
             self._entries[key] = target

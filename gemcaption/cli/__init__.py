@@ -1,9 +1,12 @@
-"""The ``gemcaption`` command. Each sub-command group lives in its own module with a
-``register(subparsers)`` function that adds its parsers and sets ``func`` on them."""
+"""CLI: the ``gemcaption`` command. Each sub-command group lives in its own module with a
+``register(subparsers)`` function that adds its parsers and sets ``func`` on them; choices of names
+(encoders, decoders, samplers, classifier kinds...) come from the registries. Every
+:class:`~gemcaption.errors.GemcaptionError` ends the command with one line on stderr and status 2."""
 import argparse
 import importlib
 import os
 import sys
+from collections.abc import Sequence
 
 from ..errors import GemcaptionError
 
@@ -29,17 +32,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv=None) -> int:
+def one_line(exc: BaseException) -> str:
+    """The message of ``exc`` on one line (its lines joined by "; "), or its class name when empty."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return "; ".join(lines) or type(exc).__name__
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line ``argv`` (default ``sys.argv[1:]``); returns the exit status.
+
+    Every :class:`~gemcaption.errors.GemcaptionError` (a bad option value, an unknown name, a
+    missing file, a damaged model...) prints one line ``gemcaption: error: ...`` and gives 2.
+    """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help(sys.stderr)
-        return 2
     try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if not getattr(args, "func", None):
+            parser.print_help(sys.stderr)
+            return 2
         result = args.func(args)
     except GemcaptionError as exc:
-        print(f"gemcaption: error: {exc}", file=sys.stderr)
+        print(f"gemcaption: error: {one_line(exc)}", file=sys.stderr)
         return 2
     except FileNotFoundError as exc:
         print(f"gemcaption: error: {exc.filename or exc}: no such file or directory", file=sys.stderr)

@@ -1,15 +1,16 @@
 """``gemcaption serve``: the local search web page over an index."""
 from __future__ import annotations
 
+import argparse
 import ipaddress
 import sys
 
-from ..errors import GemcaptionError
+from ..errors import ConfigError, GemcaptionError, ModelError
 
 LOOPBACK_NAMES = {"localhost", "ip6-localhost"}
 
 
-def register(subparsers):
+def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("serve", help="a local web page to search an index by image or text")
     p.add_argument("--index", required=True, metavar="IDX", help="index directory written by 'gemcaption index build'")
     p.add_argument("--host", default="127.0.0.1",
@@ -33,28 +34,26 @@ def is_loopback(host: str) -> bool:
 
 def _preload_captioner(args, retriever) -> None:
     """Load the captioner now, so the first image query is not slow; text search works without it."""
-    from ..errors import ModelError
-
     if not getattr(args, "quiet", False):
         print("Loading the captioner for image queries...", file=sys.stderr, flush=True)
     try:
-        retriever.captioner
+        _ = retriever.captioner  # the property loads it
     except ModelError as exc:
         print(f"gemcaption: warning: image search is unavailable ({exc}); text search works", file=sys.stderr)
 
 
-def serve(args) -> int:
+def serve(args: argparse.Namespace) -> int:
     from werkzeug.serving import make_server
 
     from ..retrieval.retriever import Retriever
     from ..web import MAX_K, create_app
 
     if not 0 <= args.port <= 65535:
-        raise GemcaptionError(f"--port must be between 0 and 65535, got {args.port}")
+        raise ConfigError(f"--port must be between 0 and 65535, got {args.port}")
     if args.max_upload_mb <= 0:
-        raise GemcaptionError("--max-upload-mb must be positive")
+        raise ConfigError("--max-upload-mb must be positive")
     if not 1 <= args.k <= MAX_K:
-        raise GemcaptionError(f"-k must be between 1 and {MAX_K}")
+        raise ConfigError(f"-k must be between 1 and {MAX_K}")
     retriever = Retriever.load(args.index, model_dir=args.model, progress=False)
     _preload_captioner(args, retriever)
     app = create_app(retriever, max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), default_k=args.k)

@@ -19,15 +19,17 @@ Output is deterministic: the same parameters give byte-identical images.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from ..errors import ConfigError
+from ..persistence import PathLike, atomic_write_bytes, atomic_write_text, cache_dir
 from .splits import assign_splits
 from .types import Dataset, Sample
 
@@ -66,12 +68,16 @@ TEMPLATES = {
 # drawing
 
 
+def _circle_angles() -> np.ndarray:
+    return np.linspace(0, 2 * math.pi, 48, endpoint=False)
+
+
 def cut_outline(cut: str, cx: float, cy: float, r: float) -> list[tuple[float, float]]:
     """Polygon of a gem outline of cut ``cut`` centred on (cx, cy) with half-height ``r``."""
     if cut == "round":
-        return [(cx + r * math.cos(a), cy + r * math.sin(a)) for a in np.linspace(0, 2 * math.pi, 48, endpoint=False)]
+        return [(cx + r * math.cos(a), cy + r * math.sin(a)) for a in _circle_angles()]
     if cut == "oval":
-        return [(cx + 0.68 * r * math.cos(a), cy + r * math.sin(a)) for a in np.linspace(0, 2 * math.pi, 48, endpoint=False)]
+        return [(cx + 0.68 * r * math.cos(a), cy + r * math.sin(a)) for a in _circle_angles()]
     if cut == "square":
         s = 0.85 * r
         return [(cx - s, cy - s), (cx + s, cy - s), (cx + s, cy + s), (cx - s, cy + s)]
@@ -91,11 +97,12 @@ def cut_outline(cut: str, cx: float, cy: float, r: float) -> list[tuple[float, f
         right = [(cx + 0.5 * r * math.sin(t), cy - r * math.cos(t)) for t in np.linspace(0, math.pi, 25)]
         left = [(cx - 0.5 * r * math.sin(t), cy + r * math.cos(t)) for t in np.linspace(0, math.pi, 25)[1:-1]]
         return right + left
-    raise ValueError(f"unknown cut {cut!r}; known: {CUTS}")
+    raise ConfigError(f"unknown cut {cut!r}; known: {CUTS}")
 
 
 def _shade(colour, factor: float) -> tuple[int, int, int]:
-    return tuple(int(max(0, min(255, c * factor))) for c in colour)
+    red, green, blue = (int(max(0, min(255, c * factor))) for c in colour)
+    return red, green, blue
 
 
 def _facet_vertices(outline, count: int = 12):
@@ -103,7 +110,7 @@ def _facet_vertices(outline, count: int = 12):
     return outline[::step] if len(outline) > 4 else outline
 
 
-def draw_gem(draw: ImageDraw.ImageDraw, cut: str, colour, cx: float, cy: float, r: float,
+def draw_gem(draw: ImageDraw.ImageDraw, cut: str, colour: tuple[int, int, int], cx: float, cy: float, r: float,
              light: float, clear: bool = False) -> None:
     """A faceted gem: shaded wedges from the centre, a table facet, facet lines and a highlight."""
     outline = cut_outline(cut, cx, cy, r)
@@ -150,7 +157,7 @@ def render_jewel(gem: str, cut: str, setting: str, metal: str, size: int = 224,
     clear = gem == "diamond"
     metal_rgb = _shade(METALS[metal], rng.uniform(0.9, 1.1))
     light = rng.uniform(0.85, 1.15)
-    jitter = lambda: rng.uniform(-0.06, 0.06) * big  # noqa: E731
+    jitter = lambda: rng.uniform(-0.06, 0.06) * big
     if setting == "loose":
         r = big * rng.uniform(0.26, 0.34)
         cx, cy = big / 2 + jitter(), big / 2 + jitter()
@@ -175,7 +182,8 @@ def render_jewel(gem: str, cut: str, setting: str, metal: str, size: int = 224,
         bail_y = cy - 1.3 * r
         width = max(2, int(big / 90))
         for side in (-1, 1):
-            points = [(cx + side * t * big * 0.5, bail_y - (1 - (1 - t) ** 2) * big * 0.5) for t in np.linspace(0, 1, 20)]
+            points = [(cx + side * t * big * 0.5, bail_y - (1 - (1 - t) ** 2) * big * 0.5)
+                      for t in np.linspace(0, 1, 20)]
             draw.line(points, fill=metal_rgb, width=width)
             for x, y in points[1::2]:
                 draw.ellipse([x - width, y - width, x + width, y + width], outline=_shade(metal_rgb, 0.7))
@@ -191,12 +199,13 @@ def render_jewel(gem: str, cut: str, setting: str, metal: str, size: int = 224,
             hook_top = cy - 2.6 * r
             draw.arc([cx - 0.7 * r, hook_top - 0.6 * r, cx + 0.7 * r, hook_top + 0.8 * r], 180, 360,
                      fill=metal_rgb, width=max(2, int(0.12 * r)))
-            draw.line([(cx + 0.7 * r, hook_top + 0.1 * r), (cx, cy - 1.1 * r)], fill=metal_rgb, width=max(2, int(0.1 * r)))
+            draw.line([(cx + 0.7 * r, hook_top + 0.1 * r), (cx, cy - 1.1 * r)], fill=metal_rgb,
+                      width=max(2, int(0.1 * r)))
             draw.ellipse([cx - 0.18 * r, cy - 1.35 * r, cx + 0.18 * r, cy - 0.99 * r], fill=metal_rgb)
             _bezel(draw, cut, cx, cy, r, metal_rgb)
             draw_gem(draw, cut, colour, cx, cy, r, light, clear)
     else:
-        raise ValueError(f"unknown setting {setting!r}; known: {SETTINGS}")
+        raise ConfigError(f"unknown setting {setting!r}; known: {SETTINGS}")
     image = image.resize((size, size), Image.Resampling.LANCZOS)
     return image.filter(ImageFilter.SMOOTH) if rng.random() < 0.3 else image
 
@@ -237,15 +246,10 @@ def _read_manifest(root: Path, params: dict) -> Dataset | None:
     return Dataset(samples, "demo")
 
 
-def _write_atomic(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp" + path.suffix)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+def _png_bytes(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def plan_demo_set(n_images: int, seed: int = 0) -> list[dict]:
@@ -261,7 +265,7 @@ def plan_demo_set(n_images: int, seed: int = 0) -> list[dict]:
     return plan
 
 
-def make_demo_set(root=None, n_images: int = 480, seed: int = 0, image_size: int = 224,
+def make_demo_set(root: PathLike | None = None, n_images: int = 480, seed: int = 0, image_size: int = 224,
                   progress: bool = False) -> Dataset:
     """The synthetic jewellery set (see the module docstring), written to ``root`` once and reused.
 
@@ -270,12 +274,10 @@ def make_demo_set(root=None, n_images: int = 480, seed: int = 0, image_size: int
     """
     from tqdm.auto import tqdm
 
-    from ..persistence import cache_dir
-
     if n_images < 1:
-        raise ValueError(f"n_images must be at least 1, got {n_images}")
+        raise ConfigError(f"n_images must be at least 1, got {n_images}")
     if image_size < 32:
-        raise ValueError(f"image_size must be at least 32, got {image_size}")
+        raise ConfigError(f"image_size must be at least 32, got {image_size}")
     params = demo_parameters(n_images, seed, image_size)
     root = Path(root) if root is not None else cache_dir("demo", _params_hash(params))
     root.mkdir(parents=True, exist_ok=True)
@@ -290,10 +292,11 @@ def make_demo_set(root=None, n_images: int = 480, seed: int = 0, image_size: int
     for i, (p, name) in enumerate(tqdm(list(zip(plan, names)), desc="Drawing demo images", disable=not progress)):
         rng = np.random.default_rng([seed, 3, i])
         image = render_jewel(p["gem"], p["cut"], p["setting"], p["metal"], image_size, rng)
-        _write_atomic(root / name, lambda tmp, im=image: im.save(tmp, format="PNG"))
-        records.append({"image": name, "captions": list(captions_for(p["gem"], p["cut"], p["setting"], p["metal"], rng)),
-                        "label": p["gem"], "split": split_of[name], **{k: p[k] for k in ("cut", "setting", "metal")}})
+        atomic_write_bytes(root / name, _png_bytes(image))
+        captions = list(captions_for(p["gem"], p["cut"], p["setting"], p["metal"], rng))
+        records.append({"image": name, "captions": captions, "label": p["gem"], "split": split_of[name],
+                        **{k: p[k] for k in ("cut", "setting", "metal")}})
     text = json.dumps({"parameters": params, "samples": records}, indent=1)
-    _write_atomic(root / "demo.json", lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    atomic_write_text(root / "demo.json", text)
     return Dataset([Sample(str(root / r["image"]), tuple(r["captions"]), r["label"], r["split"]) for r in records],
                    "demo")

@@ -17,7 +17,7 @@ from functools import lru_cache
 from importlib import resources
 
 _TABLE = "gemstones.csv"
-__all__ = ["GEMSTONE_CLASSES", "canonical_label", "describe_gemstone", "gemstone_classes", "normalize_label"]
+__all__ = ["GEMSTONE_CLASSES", "describe_gemstone", "gemstone_classes", "normalize_label"]
 
 
 def normalize_label(label: str) -> str:
@@ -38,12 +38,6 @@ def _table() -> dict[str, tuple[str, str]]:
 def gemstone_classes() -> list[str]:
     """The canonical class names, sorted."""
     return sorted(label for label, _ in _table().values())
-
-
-def canonical_label(label: str) -> str | None:
-    """The table's spelling of ``label``, or None when it is not a known gemstone class."""
-    found = _table().get(normalize_label(label))
-    return found[0] if found else None
 
 
 def describe_gemstone(label: str) -> str:

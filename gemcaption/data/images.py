@@ -8,23 +8,29 @@
   (:data:`MAX_PIXELS` by default, read at call time) raise :class:`ImageError` before decoding.
 * :func:`load_images` resizes with a plain bicubic resize to ``size x size``: no crop, so the
   aspect ratio is not kept (a gem at the edge of a photo stays in view).
+* :data:`IMAGE_EXTENSIONS` is the one list of file endings gemcaption takes for images.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
 import struct
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-from ..errors import ImageError
+from ..errors import ConfigError, ImageError
 
 MAX_PIXELS = 64_000_000
 """Default pixel limit (8000 x 8000); larger images are refused as possible decompression bombs."""
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+"""File name endings (lower case) taken as images by the loaders, the search queries and the web page."""
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, not a half-grey image
 if Image.MAX_IMAGE_PIXELS is None or Image.MAX_IMAGE_PIXELS > MAX_PIXELS:
@@ -35,7 +41,16 @@ class SkippedImageWarning(UserWarning):
     """An image could not be read and was left out (the message names it and says why)."""
 
 
-def describe_source(source) -> str:
+ImageSource = str | os.PathLike | Image.Image | np.ndarray | bytes | bytearray | memoryview
+"""What :func:`load_image` reads: a path, a PIL image, a pixel array or the encoded bytes of a file."""
+
+
+def has_image_extension(path: str | os.PathLike) -> bool:
+    """True when the file name of ``path`` ends in one of :data:`IMAGE_EXTENSIONS` (any case)."""
+    return Path(path).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def describe_source(source: object) -> str:
     """A short human-readable name for an image source, for messages."""
     if isinstance(source, (str, os.PathLike)):
         return str(source)
@@ -146,7 +161,7 @@ def to_rgb(image: Image.Image) -> Image.Image:
         raise ImageError(f"image mode {mode!r} cannot be converted to RGB ({exc})") from None
 
 
-def load_image(source, draft_size: int | None = None) -> Image.Image:
+def load_image(source: ImageSource, draft_size: int | None = None) -> Image.Image:
     """Read one image as an upright 8-bit RGB :class:`PIL.Image.Image`.
 
     ``source``: a path (str or Path), a PIL image, a numpy array (HxW or HxWx3/4, uint8 or float
@@ -177,15 +192,13 @@ def load_image(source, draft_size: int | None = None) -> Image.Image:
             image = _open_encoded(handle, name, draft_size)
     else:
         raise ImageError(f"{name}: unsupported image source type {type(source).__name__}")
-    try:
+    with contextlib.suppress(Exception):  # a broken EXIF block must not make a readable image unreadable
         image = ImageOps.exif_transpose(image)
-    except Exception:  # a broken EXIF block must not make a readable image unreadable
-        pass
     rgb = to_rgb(image)
     return rgb.copy() if rgb is source else rgb
 
 
-def load_images(sources, size: int, progress: bool = False) -> tuple[np.ndarray, list[int]]:
+def load_images(sources: Iterable[ImageSource], size: int, progress: bool = False) -> tuple[np.ndarray, list[int]]:
     """Read and resize images to ``(N, size, size, 3)`` uint8, skipping unreadable ones.
 
     Returns ``(pixels, kept)`` where ``kept`` lists the indices into ``sources`` that were read.
@@ -196,7 +209,7 @@ def load_images(sources, size: int, progress: bool = False) -> tuple[np.ndarray,
 
     size = int(size)
     if size <= 0:
-        raise ValueError(f"size must be positive, got {size}")
+        raise ConfigError(f"size must be positive, got {size}")
     sources = list(sources)
     rows: list[np.ndarray] = []
     kept: list[int] = []
@@ -220,7 +233,7 @@ def load_images(sources, size: int, progress: bool = False) -> tuple[np.ndarray,
     return np.stack(rows), kept
 
 
-def content_hash(source) -> str:
+def content_hash(source: ImageSource) -> str:
     """SHA-256 hex digest identifying an image's content.
 
     Files and bytes: the hash of the encoded bytes. In-memory images (PIL, numpy): the hash of

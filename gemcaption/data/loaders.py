@@ -1,6 +1,5 @@
-"""Captioned image sets in one structure: :class:`Dataset` of :class:`Sample` (one per image).
-
-``load_dataset(spec)`` reads:
+"""The dataset formats and their loaders behind one entry point, ``load_dataset(spec)``, which
+returns a :class:`Dataset` of :class:`Sample` (one per image). It reads:
 
 * ``flickr8k:PATH``: Flickr8k, either ``Flickr8k.token.txt`` (``name.jpg#N<TAB>caption``) or the
   Kaggle ``captions.txt`` CSV (``image,caption``). PATH is that file or a folder holding it. Images
@@ -18,6 +17,10 @@
   warning and counted. Without a split column every sample is in "train".
 * ``demo`` (or ``demo:N`` for N images): the synthetic jewellery set of :mod:`gemcaption.data.demo_set`.
 
+The formats are the entries of :data:`DATASET_FORMATS` (a :class:`~gemcaption.registry.Registry`),
+each a function ``open(argument, split, seed) -> Dataset``; an unknown ``FORMAT:`` prefix raises
+:class:`~gemcaption.errors.UnknownNameError` listing them. A new format is one function registered there.
+
 A bare path is also accepted: a folder holding a Flickr8k caption file is read as Flickr8k, another
 folder as class folders, a ``.csv`` file as a manifest (or as Flickr8k if named ``captions.txt``).
 ``split=None`` or ``"all"`` returns every split.
@@ -26,20 +29,25 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import warnings
-from collections import defaultdict
-from dataclasses import dataclass, replace
+from collections.abc import Callable
 from pathlib import Path
-from typing import Iterable, Sequence
 
-import numpy as np
-
-from ..errors import DatasetError
+from ..errors import DatasetError, UnknownNameError
+from ..persistence import PathLike
+from ..registry import Registry
 from .demo_set import make_demo_set
+from .gemstones import describe_gemstone
+from .images import IMAGE_EXTENSIONS, has_image_extension
 from .splits import assign_splits, split_dataset
-from .types import SPLIT_ORDER, Dataset, DatasetWarning, Sample
+from .types import Dataset, DatasetWarning, Sample
 
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+# Dataset, DatasetWarning, Sample, split_dataset and IMAGE_EXTENSIONS live in types, splits and images;
+# they are re-exported because callers have always imported them from here.
+__all__ = ["DATASET_FORMATS", "IMAGE_EXTENSIONS", "Dataset", "DatasetWarning", "Sample", "dataset_spec_forms",
+           "load_csv", "load_dataset", "load_flickr8k", "load_folder", "split_dataset"]
+
 SPLIT_FOLDER_NAMES = {"train": "train", "training": "train", "val": "val", "valid": "val",
                       "validation": "val", "dev": "dev", "test": "test", "testing": "test"}
 FLICKR_CAPTION_FILES = ("Flickr8k.token.txt", "captions.txt")
@@ -57,7 +65,7 @@ def _warn_skipped(what: str, examples: list[str], count: int) -> None:
 
 
 def _is_image_file(path: Path) -> bool:
-    return path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
+    return path.is_file() and has_image_extension(path) and not path.name.startswith(".")
 
 
 def _filter_split(dataset: Dataset, split: str | None) -> Dataset:
@@ -69,7 +77,7 @@ def _filter_split(dataset: Dataset, split: str | None) -> Dataset:
 class _FileIndex:
     """Which file names exist in a folder, listed once (fast for thousands of rows)."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._listings: dict[Path, set[str]] = {}
 
     def exists(self, path: Path) -> bool:
@@ -155,7 +163,7 @@ def _read_split_lists(folders: list[Path]) -> dict[str, set[str]]:
     return lists
 
 
-def load_flickr8k(path, split: str | None = None, seed: int = 0) -> Dataset:
+def load_flickr8k(path: PathLike, split: str | None = None, seed: int = 0) -> Dataset:
     """Flickr8k from a token file or Kaggle ``captions.txt`` (file or folder ``path``); see module doc."""
     path = Path(path)
     caption_file = _find_flickr_caption_file(path)
@@ -197,13 +205,12 @@ def _class_folders(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def load_folder(path, split: str | None = None, describe=None) -> Dataset:
+def load_folder(path: PathLike, split: str | None = None, describe: Callable[[str], str] | None = None) -> Dataset:
     """Class folders ``PATH/<split>/<Class>/*`` or ``PATH/<Class>/*``; captions from ``describe(label)``.
 
     ``describe`` defaults to :func:`gemcaption.data.gemstones.describe_gemstone`.
     """
-    if describe is None:
-        from .gemstones import describe_gemstone as describe
+    describe = describe or describe_gemstone
     root = Path(path)
     if not root.is_dir():
         raise DatasetError(f"{root}: no such folder")
@@ -241,7 +248,13 @@ def _resolve_image(value: str, base: Path, files: _FileIndex) -> Path | None:
     return None
 
 
-def load_csv(path, split: str | None = None) -> Dataset:
+def _cell(row: list[str], column: dict[str, int], name: str) -> str | None:
+    """The stripped value of column ``name`` in ``row``; None when the CSV has no such column or the row is short."""
+    index = column.get(name)
+    return row[index].strip() if index is not None and index < len(row) else None
+
+
+def load_csv(path: PathLike, split: str | None = None) -> Dataset:
     """A CSV manifest ``image,caption[,label][,split]``; see the module docstring."""
     path = Path(path)
     if not path.is_file():
@@ -252,7 +265,8 @@ def load_csv(path, split: str | None = None) -> Dataset:
         missing = [c for c in ("image", "caption") if c not in header]
         if missing:
             raise DatasetError(f"{path}: header lacks column(s) {missing} (got {header})")
-        column = {name: header.index(name) for name in ("image", "caption", "label", "split") if name in header}
+        column: dict[str, int] = {name: header.index(name) for name in ("image", "caption", "label", "split")
+                                  if name in header}
         rows = list(enumerate(reader, 2))
     base, files = path.parent, _FileIndex()
     grouped: dict[str, dict] = {}
@@ -261,11 +275,7 @@ def load_csv(path, split: str | None = None) -> Dataset:
         if not any(cell.strip() for cell in row):
             continue
 
-        def cell(name):
-            index = column.get(name)
-            return row[index].strip() if index is not None and index < len(row) else None
-
-        image, caption = cell("image"), cell("caption")
+        image, caption = _cell(row, column, "image"), _cell(row, column, "caption")
         problem = None
         if len(row) < len(header) and (image is None or caption is None):
             problem = "missing columns"
@@ -283,8 +293,8 @@ def load_csv(path, split: str | None = None) -> Dataset:
             continue
         entry = grouped.setdefault(str(resolved), {"captions": [], "label": None, "split": None})
         entry["captions"].append(caption)
-        entry["label"] = entry["label"] or cell("label") or None
-        entry["split"] = entry["split"] or cell("split") or None
+        entry["label"] = entry["label"] or _cell(row, column, "label") or None
+        entry["split"] = entry["split"] or _cell(row, column, "split") or None
     _warn_skipped(str(path), examples, bad)
     if not grouped:
         raise DatasetError(f"{path}: no usable rows")
@@ -297,7 +307,7 @@ def load_csv(path, split: str | None = None) -> Dataset:
 # entry point
 
 
-def _guess_kind(path: Path) -> str:
+def _guess_format(path: Path) -> str:
     if path.is_dir():
         try:
             _find_flickr_caption_file(path)
@@ -308,38 +318,64 @@ def _guess_kind(path: Path) -> str:
         return "flickr8k"
     if path.suffix.lower() == ".csv":
         return "csv"
-    raise DatasetError(f"cannot tell what kind of dataset {path} is; use flickr8k:, folder:, csv: or demo")
+    raise DatasetError(f"cannot tell what kind of dataset {path} is; use {dataset_spec_forms()}")
 
 
-def load_dataset(spec, split: str | None = None, seed: int = 0) -> Dataset:
-    """Load ``"flickr8k:PATH"``, ``"folder:PATH"``, ``"csv:PATH"``, ``"demo"`` / ``"demo:N"``.
+def _open_demo(argument: str, split: str | None, seed: int) -> Dataset:
+    kwargs: dict = {"seed": seed}
+    if argument:
+        try:
+            kwargs["n_images"] = int(argument)
+        except ValueError:
+            raise DatasetError(f"demo:N expects a number of images, got {argument!r}") from None
+    return _filter_split(make_demo_set(**kwargs), split)
+
+
+def _path_argument(name: str, argument: str) -> Path:
+    if not argument.strip():
+        raise DatasetError(f"{name}:PATH needs a path after the colon")
+    return Path(argument.strip()).expanduser()
+
+
+DatasetOpener = Callable[[str, str | None, int], Dataset]
+DATASET_FORMATS: Registry[DatasetOpener] = Registry("dataset format")
+DATASET_FORMATS.register(
+    "flickr8k", lambda arg, split, seed: load_flickr8k(_path_argument("flickr8k", arg), split, seed))
+DATASET_FORMATS.register("folder", lambda arg, split, seed: load_folder(_path_argument("folder", arg), split))
+DATASET_FORMATS.register("csv", lambda arg, split, seed: load_csv(_path_argument("csv", arg), split))
+DATASET_FORMATS.register("demo", _open_demo)
+
+# Formats usable without ``:ARGUMENT``.
+_BARE_FORMATS = ("demo",)
+_FORMAT_PREFIX = re.compile(r"^([A-Za-z][\w-]+):(.*)$", re.DOTALL)  # two letters at least: C:\ is a path
+
+
+def dataset_spec_forms() -> str:
+    """The spec forms :func:`load_dataset` takes, read from the registry (for messages and CLI help):
+    ``"flickr8k:PATH, folder:PATH, csv:PATH or demo"``."""
+    forms = [name if name in _BARE_FORMATS else f"{name}:PATH" for name in DATASET_FORMATS.names()]
+    return ", ".join(forms[:-1]) + " or " + forms[-1]
+
+
+def load_dataset(spec: str | PathLike | Dataset, split: str | None = None, seed: int = 0) -> Dataset:
+    """Load ``"flickr8k:PATH"``, ``"folder:PATH"``, ``"csv:PATH"``, ``"demo"`` / ``"demo:N"`` or a bare path.
 
     A :class:`Dataset` is returned as is (filtered by ``split``). ``split=None`` or ``"all"``
     returns every split; ``seed`` drives the seeded splits when a dataset has no split lists.
+    An unknown ``FORMAT:`` prefix raises :class:`UnknownNameError` listing :data:`DATASET_FORMATS`.
     """
     if isinstance(spec, Dataset):
         return _filter_split(spec, split)
     text = str(spec).strip()
-    kind, sep, rest = text.partition(":")
-    kind = kind.lower()
-    if kind == "demo":
-        kwargs = {"seed": seed}
-        if rest:
-            try:
-                kwargs["n_images"] = int(rest)
-            except ValueError:
-                raise DatasetError(f"demo:N expects a number of images, got {rest!r}") from None
-        return _filter_split(make_demo_set(**kwargs), split)
-    if sep and kind in ("flickr8k", "folder", "csv"):
-        path = Path(rest).expanduser()
-    else:
-        path = Path(text).expanduser()
-        if not path.exists():
-            raise DatasetError(f"unknown dataset {text!r}: expected flickr8k:PATH, folder:PATH, "
-                               f"csv:PATH or demo")
-        kind = _guess_kind(path)
-    if kind == "flickr8k":
-        return load_flickr8k(path, split, seed)
-    if kind == "folder":
-        return load_folder(path, split)
-    return load_csv(path, split)
+    prefixed = _FORMAT_PREFIX.match(text)
+    if prefixed and prefixed.group(1) in DATASET_FORMATS:
+        opener = DATASET_FORMATS.get(prefixed.group(1))
+        return opener(prefixed.group(2), split, seed)
+    if text in DATASET_FORMATS and DATASET_FORMATS.canonical(text) in _BARE_FORMATS:
+        return DATASET_FORMATS.get(text)("", split, seed)
+    path = Path(text).expanduser()
+    if path.exists():
+        return DATASET_FORMATS.get(_guess_format(path))(str(path), split, seed)
+    if prefixed:
+        raise UnknownNameError("dataset format", prefixed.group(1), DATASET_FORMATS.names())
+    raise DatasetError(f"unknown dataset {text!r}: no such file or folder; expected {dataset_spec_forms()}")

@@ -1,4 +1,14 @@
-"""Seeded splits of a dataset by image, stratified by label so every split keeps the class mix."""
+"""Seeded splits by image, stratified by label so every split keeps the class mix, and the removal
+of byte-identical duplicate photos (so none leak across a split).
+
+* :func:`assign_splits` / :func:`split_dataset`: any number of named splits of a :class:`Dataset`;
+* :func:`stratified_split`: row indices (kept, held out) of a label array, as the classifiers and the
+  gemstone benchmark hold out their validation and test rows (its output must never change);
+* :func:`find_duplicates`: the first of each group of identical images and the groups.
+
+scikit-learn's StratifiedShuffleSplit / train_test_split cannot replace these: they refuse a class of one
+image (ours keep it in train) and give other indices for the same seed (they also hold out 0 of a small class).
+"""
 from __future__ import annotations
 
 from collections import defaultdict
@@ -7,8 +17,9 @@ from dataclasses import replace
 
 import numpy as np
 
+from ..errors import ConfigError
+from .images import content_hash
 from .types import Dataset
-
 
 
 def _split_names(count: int) -> tuple[str, ...]:
@@ -33,9 +44,9 @@ def assign_splits(images: Sequence[str], fractions: Sequence[float], names: Sequ
     The result depends only on the set of images (not their order), the fractions and the seed.
     """
     if len(fractions) != len(names):
-        raise ValueError("fractions and names must have the same length")
+        raise ConfigError("fractions and names must have the same length")
     if any(f < 0 for f in fractions) or sum(fractions) <= 0:
-        raise ValueError(f"fractions must be non-negative with a positive sum, got {fractions}")
+        raise ConfigError(f"fractions must be non-negative with a positive sum, got {fractions}")
     total = float(sum(fractions))
     fractions = [f / total for f in fractions]
     label_of = dict(zip(images, labels)) if labels is not None else {}
@@ -74,8 +85,44 @@ def split_dataset(dataset: Dataset, fractions: Sequence[float] | dict = (0.8, 0.
     fractions = list(fractions)
     names = list(names) if names is not None else list(_split_names(len(fractions)))
     if len(names) != len(fractions):
-        raise ValueError(f"{len(fractions)} fractions but {len(names)} names")
+        raise ConfigError(f"{len(fractions)} fractions but {len(names)} names")
     images = [s.image for s in dataset]
     labels = [s.label for s in dataset] if stratify and dataset.labels else None
     mapping = assign_splits(images, fractions, names, seed, labels)
     return Dataset([replace(s, split=mapping[s.image]) for s in dataset], dataset.name, dataset.skipped)
+
+
+def stratified_split(labels: Sequence, fraction: float, seed: int = 0) -> tuple[list[int], list[int]]:
+    """Indices ``(kept, held_out)`` with about ``fraction`` of every class held out (sorted lists).
+
+    A class of two or more images gives at least one and keeps at least one; a class of one image
+    is always kept. Classes are visited in sorted order, each shuffled by one seeded generator.
+    """
+    rng = np.random.default_rng(seed)
+    label_array = np.asarray(labels)
+    held: list[int] = []
+    for label in np.unique(label_array):
+        members = np.flatnonzero(label_array == label)
+        rng.shuffle(members)
+        count = int(round(len(members) * fraction))
+        count = min(max(count, 1), len(members) - 1) if len(members) >= 2 else 0
+        held.extend(members[:count].tolist())
+    held_set = set(held)
+    kept = [i for i in range(len(label_array)) if i not in held_set]
+    return kept, sorted(held)
+
+
+def find_duplicates(images: Sequence) -> tuple[list[int], list[list[int]]]:
+    """Indices to keep (the first of each group of byte-identical images) and the groups of
+    duplicates (lists of indices, each of two or more images), by :func:`~gemcaption.data.images.content_hash`."""
+    first: dict[str, int] = {}
+    groups: dict[str, list[int]] = {}
+    keep = []
+    for i, image in enumerate(images):
+        digest = content_hash(image)
+        if digest in first:
+            groups.setdefault(digest, [first[digest]]).append(i)
+        else:
+            first[digest] = i
+            keep.append(i)
+    return keep, list(groups.values())

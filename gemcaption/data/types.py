@@ -59,7 +59,7 @@ class Dataset:
         known = [s for s in SPLIT_ORDER if s in present]
         return known + sorted(present - set(known))
 
-    def split(self, name: str | None) -> "Dataset":
+    def split(self, name: str | None) -> Dataset:
         """The samples of split ``name``; ``None`` or ``"all"`` gives the whole dataset."""
         if name is None or name == "all":
             return self

@@ -10,8 +10,13 @@ from __future__ import annotations
 import base64
 import html
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from ..data.images import ImageSource, load_image
+from ..errors import ImageError
+from ..persistence import PathLike, atomic_write_text
 
 THUMBNAIL_PIXELS = 112
 
@@ -48,11 +53,8 @@ class QueryResult:
     label: str | None = None
 
 
-def thumbnail_data_uri(source, size: int = THUMBNAIL_PIXELS) -> str:
+def thumbnail_data_uri(source: ImageSource, size: int = THUMBNAIL_PIXELS) -> str:
     """A ``data:image/jpeg;base64,...`` URI of a thumbnail of ``source`` (empty string if unreadable)."""
-    from ..errors import ImageError
-    from ..data.images import load_image
-
     try:
         image = load_image(source)
     except ImageError:
@@ -65,12 +67,9 @@ def thumbnail_data_uri(source, size: int = THUMBNAIL_PIXELS) -> str:
 
 def loss_curve_png(history: dict, dpi: int = 90) -> bytes:
     """PNG bytes of training (and validation) loss per epoch from a ``Captioner.fit`` history."""
-    import matplotlib
+    from ..plotting import figure_png, pyplot
 
-    matplotlib.use("Agg", force=False)
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(5.5, 3.2), dpi=dpi)
+    figure = pyplot().figure(figsize=(5.5, 3.2), dpi=dpi)
     axes = figure.add_subplot()
     for key, label in (("loss", "training loss"), ("val_loss", "validation loss")):
         values = history.get(key) or []
@@ -85,9 +84,7 @@ def loss_curve_png(history: dict, dpi: int = 90) -> bytes:
     if axes.get_legend_handles_labels()[0]:
         axes.legend()
     figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    return buffer.getvalue()
+    return figure_png(figure)
 
 
 def _fmt(value) -> str:
@@ -116,8 +113,9 @@ def _metrics_table(rows: list[MetricRow]) -> str:
 def _neighbours(neighbours: list[Neighbour]) -> str:
     cells = []
     for rank, n in enumerate(neighbours, 1):
-        mark = {True: ' <span class=ok title="relevant">&#10003;</span>',
-                False: ' <span class=no title="not relevant">&#10007;</span>'}.get(n.relevant, "")
+        marks: dict[bool | None, str] = {True: ' <span class=ok title="relevant">&#10003;</span>',
+                                          False: ' <span class=no title="not relevant">&#10007;</span>'}
+        mark = marks.get(n.relevant, "")
         cells.append(f'<figure class=hit>{_img(n.image, n.caption)}<figcaption><b>{rank}.</b> '
                      f'<span class=score>{n.score:.3f}</span>{mark}<br>{html.escape(n.caption)}</figcaption></figure>')
     return f'<div class=hits>{"".join(cells)}</div>'
@@ -142,15 +140,16 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}
 .result{border-top:1px solid #ccc;padding:.6rem 0}
 .query{display:flex;gap:1rem;align-items:flex-start} .query ul{margin:.2rem 0}
 .hits{display:flex;gap:.6rem;flex-wrap:wrap;margin-top:.4rem}
-.hit{margin:0;width:128px;font-size:.8rem} .hit img,.query img{width:112px;height:112px;object-fit:cover;border-radius:4px}
+.hit{margin:0;width:128px;font-size:.8rem}
+.hit img,.query img{width:112px;height:112px;object-fit:cover;border-radius:4px}
 .score{color:#276;font-weight:bold} .ok{color:#2a6} .no{color:#b33}
 .noimg{width:112px;height:112px;background:#eee;display:flex;align-items:center;justify-content:center}
 """
 
 
 def render_report(title: str, summary: dict, metrics: list[MetricRow], history: dict | None = None,
-                  image_queries: list[QueryResult] = (), text_queries: list[QueryResult] = (),
-                  notes: list[str] = ()) -> str:
+                  image_queries: Sequence[QueryResult] = (), text_queries: Sequence[QueryResult] = (),
+                  notes: Sequence[str] = ()) -> str:
     """The report as one HTML string (every piece of text is escaped)."""
     facts = "".join(f"<tr><td>{html.escape(str(k))}</td><td>{_fmt(v)}</td></tr>" for k, v in summary.items())
     parts = [f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{html.escape(title)}</title>"
@@ -171,12 +170,9 @@ def render_report(title: str, summary: dict, metrics: list[MetricRow], history: 
     return "".join(parts)
 
 
-def write_report(path, title: str, summary: dict, metrics: list[MetricRow], history: dict | None = None,
-                 image_queries: list[QueryResult] = (), text_queries: list[QueryResult] = (),
-                 notes: list[str] = ()) -> Path:
-    """Write :func:`render_report` to ``path`` (parent folders created); returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+def write_report(path: PathLike, title: str, summary: dict, metrics: list[MetricRow], history: dict | None = None,
+                 image_queries: Sequence[QueryResult] = (), text_queries: Sequence[QueryResult] = (),
+                 notes: Sequence[str] = ()) -> Path:
+    """Write :func:`render_report` to ``path`` atomically (parent folders created); returns the path."""
     text = render_report(title, summary, metrics, history, image_queries, text_queries, notes)
-    path.write_text(text, encoding="utf-8")
-    return path
+    return atomic_write_text(path, text)

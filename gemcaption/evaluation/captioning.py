@@ -1,4 +1,5 @@
-"""Caption metrics: corpus BLEU-1..4, TF-IDF cosine, and METEOR when WordNet is installed locally.
+"""Caption metrics: corpus BLEU-1..4, TF-IDF cosine (per image and per text pair), and METEOR when
+WordNet is installed locally.
 
 Every caption is tokenised with :func:`gemcaption.text.tokenize` (lower case, punctuation dropped,
 accents kept), so no nltk data is downloaded. BLEU is nltk's ``corpus_bleu`` without smoothing, the
@@ -9,11 +10,13 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
+from ..errors import EvaluationError
 from ..text import tokenize
-from ._checks import EvaluationError, check_same_length
+from ._checks import check_same_length
 
 BLEU_WEIGHTS = {
     1: (1.0,),
@@ -57,29 +60,57 @@ def bleu(references: Sequence[Sequence[str]], hypotheses: Sequence[str]) -> dict
     return out
 
 
+def _fitted_tfidf(texts: Sequence[str]):
+    """A scikit-learn ``TfidfVectorizer`` (default smooth idf, l2-normalised rows, tokenizer
+    :func:`gemcaption.text.tokenize`) fitted on ``texts``; :class:`EvaluationError` when they hold no word."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    vectorizer = TfidfVectorizer(tokenizer=tokenize, lowercase=False, token_pattern=None)
+    try:
+        vectorizer.fit([str(t) for t in texts])
+    except ValueError as err:  # empty vocabulary
+        raise EvaluationError(f"TF-IDF needs at least one word in the captions: {err}") from err
+    return vectorizer
+
+
+def _row_cosines(vectorizer, left: Sequence[str], right: Sequence[str]) -> np.ndarray:
+    """Cosine of ``left[i]`` with ``right[i]`` for every i (rows are l2-normalised, so a dot product);
+    a text with no known word has a zero vector and cosine 0."""
+    a = vectorizer.transform([str(t) for t in left])
+    b = vectorizer.transform([str(t) for t in right])
+    return np.asarray(a.multiply(b).sum(axis=1)).ravel()
+
+
+def pairwise_tfidf_cosine(references: Sequence[str], hypotheses: Sequence[str],
+                          corpus: Sequence[str] | None = None) -> np.ndarray:
+    """TF-IDF cosine of each (reference, hypothesis) pair: one value per pair, in [0, 1].
+
+    ``references[i]`` and ``hypotheses[i]`` are single texts. The inverse document frequencies come
+    from ``corpus`` (e.g. every class description) or, when it is None, from both lists together.
+    Identical texts score 1, texts without a shared word 0. No pair gives an empty array.
+    """
+    references, hypotheses = [str(t) for t in references], [str(t) for t in hypotheses]
+    check_same_length("references", references, "hypotheses", hypotheses)
+    if not references:
+        return np.zeros(0)
+    vectorizer = _fitted_tfidf(list(corpus) if corpus is not None else references + hypotheses)
+    return _row_cosines(vectorizer, references, hypotheses)
+
+
 def tfidf_cosine(references: Sequence[Sequence[str]], hypotheses: Sequence[str]) -> dict:
     """TF-IDF cosine between each generated caption and its references.
 
-    One scikit-learn ``TfidfVectorizer`` (default smooth idf, l2-normalised rows, tokenizer
-    :func:`gemcaption.text.tokenize`) is fitted on all references plus all hypotheses. Returns
-    ``tfidf_cosine``: mean over images of the best cosine over that image's references, and
+    The vectoriser of :func:`pairwise_tfidf_cosine` is fitted on all references plus all hypotheses.
+    Returns ``tfidf_cosine``: mean over images of the best cosine over that image's references, and
     ``tfidf_cosine_mean``: mean over images of the mean cosine over its references. A caption with no
     known word has a zero vector and cosine 0.
     """
-    from sklearn.feature_extraction.text import TfidfVectorizer
-
     _check_inputs(references, hypotheses)
     flat_refs = [r for group in references for r in group]
     owner = np.repeat(np.arange(len(references)), [len(g) for g in references])
-    vectorizer = TfidfVectorizer(tokenizer=tokenize, lowercase=False, token_pattern=None)
-    try:
-        vectorizer.fit(list(flat_refs) + list(hypotheses))
-    except ValueError as err:  # empty vocabulary
-        raise EvaluationError(f"TF-IDF needs at least one word in the captions: {err}") from err
-    ref_vectors = vectorizer.transform(flat_refs)
-    hyp_vectors = vectorizer.transform(list(hypotheses))
-    # cosine of each reference with the hypothesis of its own image (rows are l2-normalised)
-    cosines = np.asarray(ref_vectors.multiply(hyp_vectors[owner]).sum(axis=1)).ravel()
+    vectorizer = _fitted_tfidf(list(flat_refs) + list(hypotheses))
+    # cosine of each reference with the hypothesis of its own image
+    cosines = _row_cosines(vectorizer, flat_refs, [hypotheses[int(i)] for i in owner])
     best = np.full(len(references), -np.inf)
     np.maximum.at(best, owner, cosines)
     mean = np.bincount(owner, weights=cosines, minlength=len(references)) / np.bincount(owner)
@@ -103,7 +134,8 @@ METEOR_UNAVAILABLE = ("METEOR not computed: nltk WordNet data is not installed l
                       "(nltk.data.find('corpora/wordnet') failed; nothing is downloaded)")
 
 
-def meteor(references: Sequence[Sequence[str]], hypotheses: Sequence[str], wordnet=None):
+def meteor(references: Sequence[Sequence[str]], hypotheses: Sequence[str],
+           wordnet: Any = None) -> tuple[float | None, str]:
     """Mean nltk METEOR over images, or ``None`` when WordNet is not available locally.
 
     Returns ``(score or None, note)``. ``wordnet`` may be given (an object with nltk's WordNet reader
@@ -113,7 +145,9 @@ def meteor(references: Sequence[Sequence[str]], hypotheses: Sequence[str], wordn
     if wordnet is None:
         if not wordnet_available():
             return None, METEOR_UNAVAILABLE
-        from nltk.corpus import wordnet
+        import nltk.corpus
+
+        wordnet = nltk.corpus.wordnet
     from nltk.translate.meteor_score import meteor_score
 
     scores = [meteor_score([tokenize(r) for r in refs], tokenize(hyp), wordnet=wordnet)

@@ -1,12 +1,16 @@
-"""Classification metrics, a plain-text report, and a confusion-matrix PNG (matplotlib, Agg)."""
+"""Classification metrics, a plain-text report, and a confusion-matrix PNG (:mod:`gemcaption.plotting`)."""
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import ArrayLike
 
-from ._checks import EvaluationError, check_same_length
+from ..errors import EvaluationError
+from ..persistence import PathLike
+from ..plotting import pyplot, save_png
+from ._checks import check_same_length
 
 
 def _plain(value):
@@ -33,7 +37,7 @@ def classification_metrics(y_true: Sequence[Hashable], y_pred: Sequence[Hashable
     if not y_true:
         raise EvaluationError("no predictions to score")
     if labels is None:
-        labels = sorted(set(y_true) | set(y_pred))
+        labels = sorted(set(y_true) | set(y_pred))  # type: ignore[type-var]  # labels of one sortable type
     labels = [_plain(label) for label in labels]
     unknown = (set(y_true) | set(y_pred)) - set(labels)
     if unknown:
@@ -86,29 +90,27 @@ def format_report(metrics: dict, digits: int = 3) -> str:
     return "\n".join(lines)
 
 
-def save_confusion_matrix_png(matrix, labels: Sequence[Hashable], path, normalize: bool = True,
+def save_confusion_matrix_png(matrix: ArrayLike, labels: Sequence[Hashable],
+                              path: PathLike, normalize: bool = True,
                               title: str | None = None) -> Path:
     """Write the confusion matrix (rows = true) as a PNG; with ``normalize`` each row sums to 1.
 
     The figure grows with the number of classes and the fonts shrink, so 68 classes stay readable;
-    cell values are printed only up to 25 classes. Uses matplotlib's Agg canvas (no display needed).
+    cell values are printed only up to 25 classes. Drawn off-screen by :func:`gemcaption.plotting.pyplot`,
+    written atomically.
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    matrix = np.asarray(matrix, dtype=np.float64)
+    grid = np.asarray(matrix, dtype=np.float64)
     n = len(labels)
-    if matrix.shape != (n, n):
-        raise EvaluationError(f"confusion matrix has shape {matrix.shape}, expected ({n}, {n})")
+    if grid.shape != (n, n):
+        raise EvaluationError(f"confusion matrix has shape {grid.shape}, expected ({n}, {n})")
     if normalize:
-        sums = matrix.sum(axis=1, keepdims=True)
-        matrix = np.divide(matrix, sums, out=np.zeros_like(matrix), where=sums > 0)
+        sums = grid.sum(axis=1, keepdims=True)
+        grid = np.divide(grid, sums, out=np.zeros_like(grid), where=sums > 0)
     side = max(5.0, 0.2 * n + 3.0)
     font = 9 if n <= 25 else 6 if n <= 50 else 5
-    figure = Figure(figsize=(side, side * 0.92), dpi=110 if n <= 25 else 150)
-    FigureCanvasAgg(figure)
+    figure = pyplot().figure(figsize=(side, side * 0.92), dpi=110 if n <= 25 else 150)
     axes = figure.add_subplot()
-    image = axes.imshow(matrix, cmap="Blues", vmin=0, vmax=1 if normalize else None, interpolation="nearest")
+    image = axes.imshow(grid, cmap="Blues", vmin=0, vmax=1 if normalize else None, interpolation="nearest")
     figure.colorbar(image, ax=axes, fraction=0.046, pad=0.02)
     names = [str(label) for label in labels]
     axes.set_xticks(range(n), names, rotation=90, fontsize=font)
@@ -117,14 +119,11 @@ def save_confusion_matrix_png(matrix, labels: Sequence[Hashable], path, normaliz
     axes.set_ylabel("true")
     axes.set_title(title or ("confusion matrix (rows normalised)" if normalize else "confusion matrix"))
     if n <= 25:
-        threshold = matrix.max() / 2 if matrix.size else 0
+        threshold = grid.max() / 2 if grid.size else 0
         for i in range(n):
             for j in range(n):
-                text = f"{matrix[i, j]:.2f}" if normalize else f"{int(matrix[i, j])}"
+                text = f"{grid[i, j]:.2f}" if normalize else f"{int(grid[i, j])}"
                 axes.text(j, i, text, ha="center", va="center", fontsize=font - 1,
-                          color="white" if matrix[i, j] > threshold else "black")
+                          color="white" if grid[i, j] > threshold else "black")
     figure.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, format="png")
-    return path
+    return save_png(figure, path)

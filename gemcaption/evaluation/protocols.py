@@ -18,10 +18,12 @@ references (said in ``embedder_fitted_on``). Every ranking figure has its chance
 """
 from __future__ import annotations
 
-import numpy as np
+from collections.abc import Hashable, Sequence
+from typing import Any
 
-from ..retrieval.embedders import build_embedder, l2_normalize
+from ..data.types import Dataset
 from ..errors import DatasetError
+from ..retrieval.embedders import build_embedder, embed_groups
 from .captioning import bleu, tfidf_cosine
 from .retrieval import category_retrieval_metrics, retrieval_metrics, same_item_relevance
 
@@ -36,15 +38,8 @@ def _prefixed(prefix: str, metrics: dict, keys) -> dict:
     return out
 
 
-def mean_embeddings(embedder, groups) -> np.ndarray:
-    """One vector per group of captions: the L2-normalised mean of their embeddings."""
-    groups = [list(g) for g in groups]
-    flat = embedder.transform([c for g in groups for c in g])
-    bounds = np.cumsum([0] + [len(g) for g in groups])
-    return l2_normalize(np.stack([flat[a:b].mean(axis=0) for a, b in zip(bounds[:-1], bounds[1:])]))
-
-
-def retrieval_figures(generated, references=None, labels=None, embedder=None) -> dict:
+def retrieval_figures(generated: Sequence[str], references: Sequence[Sequence[str]] | None = None,
+                      labels: Sequence[Hashable | None] | None = None, embedder: Any = None) -> dict:
     """``i2t_*``, ``t2i_*`` (when ``references``) and ``cat_*`` (when ``labels``) for one split.
 
     ``generated[i]`` is image i's generated caption, ``references[i]`` its reference captions,
@@ -54,14 +49,15 @@ def retrieval_figures(generated, references=None, labels=None, embedder=None) ->
     generated = list(generated)
     if not generated:
         raise DatasetError("no captioned images to evaluate")
-    has_refs = references is not None and all(len(r) for r in references)
+    groups = [list(r) for r in references] if references is not None else []
+    has_refs = references is not None and all(groups)
     if embedder is None:
-        embedder = build_embedder().fit([c for r in references for c in r] if has_refs else generated)
+        embedder = build_embedder().fit([c for group in groups for c in group] if has_refs else generated)
     out: dict = {}
     generated_vectors = embedder.transform(generated)
     if has_refs:
-        references = [list(r) for r in references]
-        gallery = mean_embeddings(embedder, references)
+        references = groups
+        gallery = embed_groups(embedder, groups)
         items = list(range(len(generated)))
         i2t = retrieval_metrics(generated_vectors @ gallery.T, same_item_relevance(items, items))
         owners = [i for i, refs in enumerate(references) for _ in refs]
@@ -77,7 +73,17 @@ def retrieval_figures(generated, references=None, labels=None, embedder=None) ->
     return out
 
 
-def evaluate_split(captioner, dataset, split: str = "test", beam_width: int = 1, embedder=None,
+def _embedder_texts(dataset, split: str, references, generated) -> tuple[list[str], str]:
+    """The captions the default embedder is fitted on, and a note saying which they are."""
+    train = [c for refs in dataset.split("train").captions for c in refs] if "train" in dataset.splits else []
+    if train:
+        return train, "train references"
+    if references is not None:
+        return [c for refs in references for c in refs], f"{split} references"
+    return list(generated), f"{split} generated"
+
+
+def evaluate_split(captioner: Any, dataset: Dataset, split: str = "test", beam_width: int = 1, embedder: Any = None,
                    progress: bool = True) -> dict:
     """Captioning and retrieval figures of ``captioner`` on ``dataset.split(split)`` (module doc)."""
     if split not in set(dataset.splits):
@@ -93,16 +99,14 @@ def evaluate_split(captioner, dataset, split: str = "test", beam_width: int = 1,
     has_refs = all(len(r) for r in references)
     fitted_on = "given"
     if embedder is None:
-        train = [c for refs in dataset.split("train").captions for c in refs] if "train" in dataset.splits else []
-        fit_texts, fitted_on = (train, "train references") if train else (
-            ([c for r in references for c in r], f"{split} references") if has_refs else (generated, f"{split} generated"))
+        fit_texts, fitted_on = _embedder_texts(dataset, split, references if has_refs else None, generated)
         embedder = build_embedder().fit(fit_texts)
     figures = {"split": split, "images": len(part), "unreadable": len(part) - len(kept), "beam_width": beam_width}
     if has_refs:
         figures.update(bleu(references, generated))
         figures["tfidf_cosine"] = tfidf_cosine(references, generated)["tfidf_cosine"]
     figures.update(retrieval_figures(generated, references if has_refs else None, labels, embedder))
-    figures["embedder"] = embedder.config()["kind"]
+    figures["embedder"] = embedder.get_config()["kind"]
     figures["embedder_fitted_on"] = fitted_on
     return figures
 

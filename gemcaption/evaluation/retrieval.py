@@ -15,10 +15,12 @@ Conventions (also written down in docs/evaluation.md):
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
+from typing import Any
 
 import numpy as np
 
-from ._checks import EvaluationError, check_same_length
+from ..errors import EvaluationError
+from ._checks import check_same_length
 
 DEFAULT_KS = (1, 5, 10)
 DEFAULT_PRECISION_KS = (10,)
@@ -58,7 +60,8 @@ def same_label_relevance(query_labels: Sequence[Hashable], gallery_labels: Seque
     return np.ma.MaskedArray(relevant & ~mask, mask=mask)
 
 
-def aggregate_max(scores: np.ndarray, gallery_item_ids: Sequence[Hashable], return_items: bool = False):
+def aggregate_max(scores: np.ndarray, gallery_item_ids: Sequence[Hashable],
+                  return_items: bool = False) -> np.ndarray | tuple[np.ndarray, list]:
     """Collapse several gallery vectors per item into one column: score of an item = max over its vectors.
 
     ``gallery_item_ids[g]`` names the item of column g (e.g. the image of each of 5 reference captions).
@@ -117,7 +120,8 @@ def _first_rank_survival(n: int, n_rel: int) -> np.ndarray:
     return np.concatenate(([1.0], np.cumprod(ratios)))
 
 
-def chance_levels_one_query(n: int, n_rel: int, ks=DEFAULT_KS, precision_ks=DEFAULT_PRECISION_KS) -> dict:
+def chance_levels_one_query(n: int, n_rel: int, ks: Sequence[int] = DEFAULT_KS,
+                            precision_ks: Sequence[int] = DEFAULT_PRECISION_KS) -> dict:
     """Exact expected metrics for one query whose ``n_rel`` relevant items sit among ``n`` ranked items,
     under a uniformly random ranking.
 
@@ -187,7 +191,8 @@ def _rank_chunk(scores: np.ndarray, relevant: np.ndarray, exclude: np.ndarray | 
     return np.take_along_axis(relevant & ~exclude, order, axis=1)
 
 
-def retrieval_metrics(scores, relevant, ks=DEFAULT_KS, precision_ks=DEFAULT_PRECISION_KS, exclude=None,
+def retrieval_metrics(scores: np.ndarray, relevant: np.ndarray, ks: Sequence[int] = DEFAULT_KS,
+                      precision_ks: Sequence[int] = DEFAULT_PRECISION_KS, exclude: np.ndarray | None = None,
                       chunk_size: int = 512, progress: bool = False) -> dict:
     """R@k, mAP, MRR, median rank and precision@k of a (Q, G) score matrix, with chance levels.
 
@@ -210,7 +215,7 @@ def retrieval_metrics(scores, relevant, ks=DEFAULT_KS, precision_ks=DEFAULT_PREC
         raise EvaluationError(f"cut-offs must be >= 1, got ks={ks}, precision_ks={precision_ks}")
     n_queries, gallery = scores.shape
     first_rank, ap, n_rel_all, n_ranked_all = [], [], [], []
-    hits_at = {k: [] for k in precision_ks}
+    hits_at: dict[int, list] = {k: [] for k in precision_ks}
     starts = range(0, n_queries, max(1, int(chunk_size)))
     if progress:
         from tqdm.auto import tqdm
@@ -245,8 +250,8 @@ def retrieval_metrics(scores, relevant, ks=DEFAULT_KS, precision_ks=DEFAULT_PREC
     return out
 
 
-def category_retrieval_metrics(scores, labels: Sequence[Hashable], ks=DEFAULT_KS,
-                               precision_ks=DEFAULT_PRECISION_KS, **kwargs) -> dict:
+def category_retrieval_metrics(scores: np.ndarray, labels: Sequence[Hashable], ks: Sequence[int] = DEFAULT_KS,
+                               precision_ks: Sequence[int] = DEFAULT_PRECISION_KS, **kwargs: Any) -> dict:
     """Leave-one-out category retrieval: every item queries all the others; relevant = same label.
 
     ``scores`` is the (N, N) similarity of the items to each other (diagonal ignored).

@@ -1,15 +1,20 @@
-"""Flask application factory for the local search page (see :mod:`gemcaption.web`)."""
+"""Flask application factory for the local search page (see :mod:`gemcaption.web`).
+
+Every error answers JSON ``{"error": "..."}``: a bad query or image 400, a missing item 404, an
+upload over the limit 413, an index that cannot answer 503, anything unexpected 500 (logged).
+"""
 from __future__ import annotations
 
 import mimetypes
 import threading
 from pathlib import Path
+from typing import Any
 
 from flask import Flask, abort, jsonify, render_template, request, send_file
 from werkzeug.exceptions import HTTPException
 
-from ..errors import GemcaptionError, ImageError, ModelError, QueryError
-from ..retrieval.queries import IMAGE_EXTENSIONS
+from ..data.images import has_image_extension, load_image
+from ..errors import ConfigError, GemcaptionError, ImageError, ModelError, QueryError
 
 DEFAULT_K = 12
 MAX_K = 100
@@ -17,7 +22,7 @@ MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 MAX_TEXT_CHARS = 1000
 
 
-def create_app(retriever, max_upload_bytes: int = MAX_UPLOAD_BYTES, default_k: int = DEFAULT_K,
+def create_app(retriever: Any, max_upload_bytes: int = MAX_UPLOAD_BYTES, default_k: int = DEFAULT_K,
                title: str = "gemcaption search") -> Flask:
     """A Flask app searching ``retriever`` (anything with ``search_image``, ``search_text``,
     ``get(id)`` and ``len``, e.g. :class:`gemcaption.retrieval.retriever.Retriever`).
@@ -26,7 +31,7 @@ def create_app(retriever, max_upload_bytes: int = MAX_UPLOAD_BYTES, default_k: i
     a time (a lock), so the app can be served by a threaded server.
     """
     if max_upload_bytes < 1:
-        raise ValueError("max_upload_bytes must be positive")
+        raise ConfigError("max_upload_bytes must be positive")
     package = Path(__file__).parent
     app = Flask(__name__, template_folder=str(package / "templates"), static_folder=str(package / "static"))
     app.config["MAX_CONTENT_LENGTH"] = int(max_upload_bytes)
@@ -80,7 +85,7 @@ def create_app(retriever, max_upload_bytes: int = MAX_UPLOAD_BYTES, default_k: i
         except KeyError:
             abort(404)
         path = Path(record.image) if record.image else None
-        if path is None or path.suffix.lower() not in IMAGE_EXTENSIONS or not path.is_file():
+        if path is None or not has_image_extension(path) or not path.is_file():
             abort(404)
         mimetype = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
         return send_file(path, mimetype=mimetype, max_age=3600)
@@ -105,9 +110,12 @@ def create_app(retriever, max_upload_bytes: int = MAX_UPLOAD_BYTES, default_k: i
 
     @app.errorhandler(HTTPException)
     def http_error(exc):
-        if request.path.startswith("/api/"):
-            return jsonify({"error": exc.description}), exc.code
-        return exc
+        return jsonify({"error": exc.description}), exc.code
+
+    @app.errorhandler(Exception)
+    def unexpected_error(exc):
+        app.logger.exception("unexpected error answering %s %s", request.method, request.path)
+        return jsonify({"error": f"internal error ({type(exc).__name__}); the server log has the details"}), 500
 
     return app
 
@@ -135,8 +143,6 @@ def _parse_id(value) -> int:
 
 def _decode_upload(upload):
     """The uploaded file as an RGB PIL image (decoded by Pillow, kept in memory); 400 otherwise."""
-    from ..data.images import load_image
-
     data = upload.read()
     name = upload.filename or "the upload"
     if not data:
@@ -153,6 +159,9 @@ def _query_caption(retriever, hits, image) -> str | None:
         captioner = getattr(retriever, "captioner", None)  # already loaded by the search
         if captioner is None:
             return None
+        sampler = getattr(retriever, "sampler", None)  # how the index captions its images
+        if sampler is not None:
+            return captioner.caption([image], sampler=sampler)[0]
         return captioner.caption([image], beam_width=getattr(retriever, "beam_width", 1))[0]
     except GemcaptionError:
         return None

@@ -5,10 +5,23 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from gemcaption.data.loaders import (Dataset, DatasetWarning, Sample, load_csv, load_dataset, load_flickr8k,
-                                 load_folder, split_dataset)
-from gemcaption.errors import DatasetError
-from gemcaption.data.gemstones import GEMSTONE_CLASSES, canonical_label, describe_gemstone
+from gemcaption.data.gemstones import GEMSTONE_CLASSES, describe_gemstone
+from gemcaption.data.images import IMAGE_EXTENSIONS, has_image_extension
+from gemcaption.data.loaders import (
+    DATASET_FORMATS,
+    Dataset,
+    DatasetWarning,
+    Sample,
+    dataset_spec_forms,
+    load_csv,
+    load_dataset,
+    load_flickr8k,
+    load_folder,
+    split_dataset,
+)
+from gemcaption.data.splits import find_duplicates, stratified_split
+from gemcaption.errors import DatasetError, UnknownNameError
+from gemcaption.registry import Registry
 
 
 def make_image(path: Path, colour=(120, 30, 60)) -> Path:
@@ -249,6 +262,90 @@ def test_unknown_spec():
         load_dataset("nonsense-that-does-not-exist")
 
 
+# --- the dataset format registry ------------------------------------------------------------------
+
+def test_formats_come_from_one_registry():
+    assert DATASET_FORMATS.names() == ["flickr8k", "folder", "csv", "demo"]
+    assert DATASET_FORMATS.kind == "dataset format"
+    assert dataset_spec_forms() == "flickr8k:PATH, folder:PATH, csv:PATH or demo"
+
+
+def test_unknown_format_prefix_lists_the_formats():
+    with pytest.raises(UnknownNameError) as caught:
+        load_dataset("coco:/data/coco")
+    assert str(caught.value) == "unknown dataset format 'coco'; choose one of: flickr8k, folder, csv, demo"
+    assert isinstance(caught.value, ValueError)
+
+
+def test_format_prefix_is_case_insensitive_and_a_bare_path_is_still_guessed(tmp_path):
+    make_image(tmp_path / "shop" / "a.png")
+    (tmp_path / "shop" / "list.csv").write_text("image,caption\na.png,un anillo\n")
+    for spec in (f"CSV:{tmp_path / 'shop' / 'list.csv'}", f"csv:{tmp_path / 'shop' / 'list.csv'}",
+                 str(tmp_path / "shop" / "list.csv")):
+        assert load_dataset(spec)[0].captions == ("un anillo",), spec
+    make_image(tmp_path / "gems" / "Ruby" / "1.jpg")
+    assert load_dataset(str(tmp_path / "gems"))[0].label == "Ruby"  # a folder without captions: classes
+
+
+def test_a_format_without_its_path_is_a_clear_error():
+    with pytest.raises(DatasetError, match="folder:PATH needs a path"):
+        load_dataset("folder:")
+    with pytest.raises(DatasetError, match="demo:N expects a number of images"):
+        load_dataset("demo:many")
+
+
+def test_a_registered_format_is_used_by_load_dataset(monkeypatch):
+    from gemcaption.data import loaders
+
+    calls = []
+
+    def open_toy(argument, split, seed):
+        calls.append((argument, split, seed))
+        return labelled_dataset()
+
+    monkeypatch.setattr(loaders, "DATASET_FORMATS", Registry("dataset format"))
+    loaders.DATASET_FORMATS.register("toy", open_toy)
+    assert len(load_dataset("toy:a:b", split="all", seed=4)) == 35
+    assert calls == [("a:b", "all", 4)]
+
+
+def test_image_extensions_are_defined_once():
+    from gemcaption.data import loaders
+    from gemcaption.retrieval import queries
+
+    assert loaders.IMAGE_EXTENSIONS is IMAGE_EXTENSIONS and queries.IMAGE_EXTENSIONS is IMAGE_EXTENSIONS
+    assert has_image_extension("a/B.JPEG") and has_image_extension("x.webp") and not has_image_extension("x.txt")
+
+
+# --- stratified held-out rows and duplicates ---------------------------------------------------------
+
+def test_stratified_split_is_pinned():
+    """The classifiers and the gemstone benchmark hold out these exact rows: the output must not change."""
+    labels = ["ruby"] * 7 + ["opal"] * 3 + ["jade"] + ["onyx"] * 2 + ["ruby"] * 3
+    kept, held = stratified_split(labels, 0.25, seed=5)
+    assert held == [7, 12, 14, 15]
+    assert kept == [0, 1, 2, 3, 4, 5, 6, 8, 9, 10, 11, 13]
+    assert stratified_split(labels, 0.25, seed=5) == (kept, held)
+    assert stratified_split(labels, 0.25, seed=6)[1] != held
+
+
+def test_stratified_split_holds_out_from_every_class_but_keeps_single_images():
+    labels = ["a"] * 10 + ["b"] * 2 + ["c"]
+    kept, held = stratified_split(labels, 0.2, seed=0)
+    assert Counter(labels[i] for i in held) == {"a": 2, "b": 1}
+    assert 12 in kept and sorted(kept + held) == list(range(13))
+    assert stratified_split(labels, 0.0, seed=0)[1] != []  # at least one of each class of two or more
+
+
+def test_find_duplicates_keeps_the_first_of_each_group(tmp_path):
+    a = make_image(tmp_path / "a.png", (10, 20, 30))
+    b = make_image(tmp_path / "b.png", (200, 20, 30))
+    copy = tmp_path / "a_copy.png"
+    copy.write_bytes(a.read_bytes())
+    keep, groups = find_duplicates([str(a), str(b), str(copy), str(copy)])
+    assert keep == [0, 1] and groups == [[0, 2, 3]]
+
+
 # --- gemstone table ------------------------------------------------------------------------------
 
 def test_gemstone_table_has_87_distinct_classes():
@@ -263,6 +360,7 @@ def test_gemstone_label_matching_is_tolerant():
     expected = describe_gemstone("Lapis Lazuli")
     assert describe_gemstone("lapis_lazuli") == describe_gemstone("  LAPIS   lazuli ") == expected
     assert describe_gemstone("Tiger's Eye") == describe_gemstone("tigers-eye")
-    assert canonical_label("sapphire_blue") == "Sapphire Blue"
-    assert canonical_label("Hematite") is None
+    assert "Sapphire Blue" in GEMSTONE_CLASSES
+    assert describe_gemstone("sapphire_blue") == describe_gemstone("Sapphire Blue") != "a sapphire blue gemstone"
+    assert describe_gemstone("Hematite") == "a hematite gemstone"  # not in the table: the generic caption
     assert describe_gemstone("Black_Star  Diopside") == "a black star diopside gemstone"

@@ -1,11 +1,12 @@
 import os
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from gemcaption.data.loaders import load_dataset
 from gemcaption.data.demo_set import CUTS, GEMS, SETTINGS, make_demo_set, render_jewel
+from gemcaption.data.loaders import load_dataset
 
 
 def test_demo_set_is_deterministic_and_reused(tmp_path):
@@ -15,7 +16,7 @@ def test_demo_set_is_deterministic_and_reused(tmp_path):
     assert [s.captions for s in first] == [s.captions for s in second]
     assert [s.split for s in first] == [s.split for s in second]
     for a, b in zip(first, second):
-        assert open(a.image, "rb").read() == open(b.image, "rb").read()
+        assert Path(a.image).read_bytes() == Path(b.image).read_bytes()
     mtime = os.path.getmtime(first[0].image)
     again = make_demo_set(tmp_path / "a", n_images=18, seed=5, image_size=64)
     assert os.path.getmtime(again[0].image) == mtime  # files reused, not redrawn
@@ -25,7 +26,7 @@ def test_demo_set_is_deterministic_and_reused(tmp_path):
 def test_other_seed_gives_other_images(tmp_path):
     a = make_demo_set(tmp_path / "a", n_images=6, seed=0, image_size=48)
     b = make_demo_set(tmp_path / "b", n_images=6, seed=1, image_size=48)
-    assert any(open(x.image, "rb").read() != open(y.image, "rb").read() for x, y in zip(a, b))
+    assert any(Path(x.image).read_bytes() != Path(y.image).read_bytes() for x, y in zip(a, b))
 
 
 def test_demo_labels_captions_splits(tmp_path):
@@ -46,7 +47,7 @@ def test_demo_labels_captions_splits(tmp_path):
 
 def test_demo_images_are_not_identical(tmp_path):
     dataset = make_demo_set(tmp_path, n_images=12, seed=0, image_size=48)
-    digests = {open(s.image, "rb").read() for s in dataset}
+    digests = {Path(s.image).read_bytes() for s in dataset}
     assert len(digests) == 12
 
 
@@ -63,7 +64,7 @@ def test_gem_colours_are_visible():
 
 
 def test_every_cut_and_setting_renders_differently():
-    rng = lambda: np.random.default_rng(7)  # noqa: E731 same jitter for each
+    rng = lambda: np.random.default_rng(7)
     cuts = {cut: np.asarray(render_jewel("emerald", cut, "loose", "gold", 48, rng())).tobytes() for cut in CUTS}
     settings = {s: np.asarray(render_jewel("emerald", "oval", s, "gold", 48, rng())).tobytes() for s in SETTINGS}
     assert len(set(cuts.values())) == len(CUTS)

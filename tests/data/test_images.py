@@ -1,12 +1,13 @@
 import io
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from gemcaption.errors import ImageError
 from gemcaption.data.images import SkippedImageWarning, content_hash, load_image, load_images
+from gemcaption.errors import ImageError
 
 
 def save(image, path, **kwargs):
@@ -115,7 +116,7 @@ def test_bad_arrays_raise():
 
 
 def test_bytes_and_pil_sources(good_png):
-    data = open(good_png, "rb").read()
+    data = Path(good_png).read_bytes()
     assert load_image(data).getpixel((0, 0)) == (200, 30, 10)
     original = rgb_image()
     loaded = load_image(original)
@@ -164,7 +165,7 @@ def test_text_file(tmp_path):
 
 
 def test_corrupt_file(tmp_path, good_png):
-    data = bytearray(open(good_png, "rb").read())
+    data = bytearray(Path(good_png).read_bytes())
     data[40:60] = b"\x00" * 20
     path = tmp_path / "corrupt.png"
     path.write_bytes(bytes(data))
@@ -193,7 +194,7 @@ def test_decompression_bomb_refused(tmp_path, monkeypatch):
     with pytest.raises(ImageError, match="bomb"):
         load_image(path)
     with pytest.raises(ImageError, match="bomb"):
-        load_image(open(path, "rb").read())
+        load_image(Path(path).read_bytes())
 
 
 def test_bomb_between_limit_and_twice_limit_also_refused(tmp_path, monkeypatch):
@@ -238,8 +239,8 @@ def test_load_images_all_bad_gives_empty_array(tmp_path):
 
 def test_content_hash(tmp_path, good_png):
     copy = tmp_path / "copy.png"
-    copy.write_bytes(open(good_png, "rb").read())
-    assert content_hash(good_png) == content_hash(copy) == content_hash(open(good_png, "rb").read())
+    copy.write_bytes(Path(good_png).read_bytes())
+    assert content_hash(good_png) == content_hash(copy) == content_hash(Path(good_png).read_bytes())
     a = np.zeros((4, 4, 3), np.uint8)
     b = a.copy()
     b[0, 0, 0] = 1

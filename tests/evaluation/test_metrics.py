@@ -8,13 +8,25 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gemcaption.evaluation import (EvaluationError, aggregate_max, bleu, caption_metrics,
-                                   category_retrieval_metrics, chance_levels_one_query,
-                                   classification_metrics, format_report, format_retrieval_table, meteor,
-                                   retrieval_metrics,
-                                   same_item_relevance, same_label_relevance, save_confusion_matrix_png,
-                                   tfidf_cosine)
-from gemcaption.evaluation import captioning
+from gemcaption.evaluation import (
+    EvaluationError,
+    aggregate_max,
+    bleu,
+    caption_metrics,
+    captioning,
+    category_retrieval_metrics,
+    chance_levels_one_query,
+    classification_metrics,
+    format_report,
+    format_retrieval_table,
+    meteor,
+    pairwise_tfidf_cosine,
+    retrieval_metrics,
+    same_item_relevance,
+    same_label_relevance,
+    save_confusion_matrix_png,
+    tfidf_cosine,
+)
 
 # ---------------------------------------------------------------- retrieval
 
@@ -64,7 +76,8 @@ def test_retrieval_table_puts_chance_beside_each_figure():
     lines = format_retrieval_table(retrieval_metrics(SCORES, RELEVANT), "toy").splitlines()
     assert lines[0] == "toy"
     row = next(line for line in lines if line.startswith("mAP"))
-    assert row.split()[1:] == [f"{(1 / 2 + 1 / 3 + 1) / 3:.4f}", f"{retrieval_metrics(SCORES, RELEVANT)['chance_map']:.4f}"]
+    chance_map = retrieval_metrics(SCORES, RELEVANT)["chance_map"]
+    assert row.split()[1:] == [f"{(1 / 2 + 1 / 3 + 1) / 3:.4f}", f"{chance_map:.4f}"]
     assert any(line.startswith("median rank") for line in lines)
     assert "1 skipped" in lines[-1]
 
@@ -197,6 +210,42 @@ def test_tfidf_cosine_identical_disjoint_best_and_mean():
     m = tfidf_cosine([["red ruby", "blue sapphire"]], ["red ruby"])
     assert m["tfidf_cosine"] == pytest.approx(1.0)
     assert m["tfidf_cosine_mean"] == pytest.approx(0.5)
+
+
+def test_pairwise_tfidf_cosine_by_hand():
+    # idf = ln((1 + n) / (1 + df)) + 1 over the 2 texts: red 1, ruby and sapphire ln(3/2) + 1
+    rare = math.log(3 / 2) + 1
+    scores = pairwise_tfidf_cosine(["red ruby"], ["Red sapphire!"])
+    assert scores.shape == (1,) and scores[0] == pytest.approx(1 / (1 + rare ** 2))
+    scores = pairwise_tfidf_cosine(["a red ruby ring", "green beryl", "red corundum"],
+                                   ["A red ruby ring.", "blue sapphire", "red corundum"])
+    assert scores == pytest.approx([1.0, 0.0, 1.0])
+
+
+def test_pairwise_tfidf_cosine_idf_from_a_corpus():
+    own = pairwise_tfidf_cosine(["red ruby"], ["red sapphire"])[0]
+    # in a corpus where "red" is rare and "ruby"/"sapphire" common, the shared word weighs more
+    corpus = ["red ruby"] + ["ruby", "sapphire"] * 5
+    weighted = pairwise_tfidf_cosine(["red ruby"], ["red sapphire"], corpus=corpus)[0]
+    assert weighted > own + 0.2
+    assert pairwise_tfidf_cosine(["red"], ["ruby"], corpus=["emerald"])[0] == 0.0  # words unknown to the corpus
+
+
+def test_pairwise_and_corpus_tfidf_agree_on_single_references():
+    references = ["a red ruby ring", "a blue sapphire pendant", "green emerald earrings", "a gold ring"]
+    hypotheses = ["a red ring", "a blue pendant", "emerald earrings in gold", "a gold ring"]
+    pairs = pairwise_tfidf_cosine(references, hypotheses)
+    corpus = tfidf_cosine([[r] for r in references], hypotheses)
+    assert corpus["tfidf_cosine"] == pytest.approx(float(np.mean(pairs)))
+    assert corpus["tfidf_cosine_mean"] == pytest.approx(float(np.mean(pairs)))
+
+
+def test_pairwise_tfidf_cosine_inputs_are_checked():
+    assert pairwise_tfidf_cosine([], []).shape == (0,)
+    with pytest.raises(EvaluationError, match="references has 2 entries but hypotheses has 1"):
+        pairwise_tfidf_cosine(["a", "b"], ["a"])
+    with pytest.raises(EvaluationError, match="at least one word"):
+        pairwise_tfidf_cosine(["!"], ["?"])
 
 
 def test_meteor_is_none_without_local_wordnet(monkeypatch):

@@ -4,25 +4,16 @@ import json
 
 import numpy as np
 import pytest
+from fakes import FakeCaptioner, png_bytes
 from PIL import Image
 
-from gemcaption.retrieval.retriever import Hit
 from gemcaption.retrieval.metadata import Record
+from gemcaption.retrieval.retriever import Hit
 from gemcaption.web import create_app
-
-from fakes import png_bytes
-
-
-class FakeCaptioner:
-    def caption(self, images, beam_width=1):
-        from gemcaption.data.images import load_image
-
-        return ["a red stone" if np.asarray(load_image(img))[..., 0].mean() > 128 else "a blue stone"
-                for img in images]
 
 
 class FakeRetriever:
-    """Two indexed images; text search matches words, image search captions by colour."""
+    """Four indexed items; text search matches words, image search captions by colour (the shared fake)."""
 
     def __init__(self, tmp_path):
         self.captioner = FakeCaptioner()
@@ -95,10 +86,26 @@ def test_image_upload_is_captioned_and_searched(client, fake):
                            content_type="multipart/form-data")
     assert response.status_code == 200, response.get_data(as_text=True)
     data = response.get_json()
-    assert data["query"]["kind"] == "image" and data["query"]["caption"] == "a blue stone"
+    assert data["query"]["kind"] == "image" and data["query"]["caption"] == "a bright blue stone"
     assert [hit["id"] for hit in data["results"]] == [1]
     kind, image, k = fake.queries[0]
     assert kind == "image" and isinstance(image, Image.Image) and k == 1  # decoded in memory, not a path
+
+
+def test_the_query_caption_uses_the_index_sampler(fake, monkeypatch):
+    seen = []
+    caption = fake.captioner.caption
+    monkeypatch.setattr(fake.captioner, "caption", lambda images, **kwargs: seen.append(kwargs) or caption(images))
+    fake.sampler = "beam-of-3"
+    client = create_app(fake).test_client()
+    response = client.post("/api/search", data={"image": (io.BytesIO(png_bytes("red")), "q.png")},
+                           content_type="multipart/form-data")
+    assert response.get_json()["query"]["caption"] == "a bright red stone"
+    assert seen[-1] == {"sampler": "beam-of-3"}
+    del fake.sampler  # a retriever without samplers: its beam width, as before
+    client.post("/api/search", data={"image": (io.BytesIO(png_bytes("red")), "q.png")},
+                content_type="multipart/form-data")
+    assert seen[-1] == {"beam_width": 1}
 
 
 def test_search_by_indexed_id(client, fake):
@@ -184,6 +191,52 @@ def test_unknown_api_route_answers_json(client):
     response = client.get("/api/nothing")
     assert response.status_code == 404 and "error" in response.get_json()
     assert client.get("/api/info").get_json()["indexed"] == 4
+
+
+def test_every_error_answers_json(client):
+    for path in ("/images/42", "/images/../secret.txt", "/nothing"):
+        response = client.get(path)
+        assert response.status_code == 404 and response.is_json, path
+        assert "error" in response.get_json()
+    wrong_method = client.get("/api/search")
+    assert wrong_method.status_code == 405 and "error" in wrong_method.get_json()
+
+
+def test_an_unexpected_error_answers_json_500_without_details(fake):
+    def broken_search(text, k=10):
+        raise RuntimeError("secret internals /home/user/index")
+
+    fake.search_text = broken_search
+    client = create_app(fake).test_client()
+    response = client.post("/api/search", json={"text": "red"})
+    assert response.status_code == 500 and response.is_json
+    message = response.get_json()["error"]
+    assert "RuntimeError" in message and "secret" not in message
+
+
+def test_library_errors_keep_their_status(fake):
+    from gemcaption.errors import ModelError, QueryError
+
+    def refuse(text, k=10):
+        raise QueryError("the text query has no known word")
+
+    def unavailable(image, k=10):
+        raise ModelError("no captioner was saved with this index")
+
+    fake.search_text, fake.search_image = refuse, unavailable
+    client = create_app(fake).test_client()
+    bad = client.post("/api/search", json={"text": "zzz"})
+    assert bad.status_code == 400 and bad.get_json()["error"] == "the text query has no known word"
+    upload = client.post("/api/search", data={"image": (io.BytesIO(png_bytes("red")), "r.png")},
+                         content_type="multipart/form-data")
+    assert upload.status_code == 503 and "no captioner" in upload.get_json()["error"]
+
+
+def test_create_app_refuses_a_bad_upload_limit(fake):
+    from gemcaption.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="max_upload_bytes"):
+        create_app(fake, max_upload_bytes=0)
 
 
 def test_serve_command_refuses_bad_options_and_detects_loopback():

@@ -94,9 +94,8 @@ def browser(tmp_path):
 
 
 def _result_captions(driver, wait, expected_word):
-    from selenium.webdriver.common.by import By
-
     from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
 
     def captions(d):
         try:  # the grid is re-rendered by each search: an element read mid-render goes stale
