@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..persistence import cache_dir
 from ..data.images import content_hash, load_images
+from ..persistence import cache_dir
 
 
 def encoder_key(encoder) -> str:

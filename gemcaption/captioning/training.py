@@ -1,12 +1,15 @@
 """Training pieces: caption arrays, masked loss and accuracy, callbacks, history plot."""
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
 import keras
 import numpy as np
 from keras import ops
+
+from ..persistence import atomic_write_bytes, atomic_write_text
 
 
 def caption_array(captions_per_image, vocabulary, seq_len: int, max_captions: int | None = None) -> np.ndarray:
@@ -38,6 +41,9 @@ def masked_accuracy(y_true, y_pred):
     return ops.sum(hit * mask) / ops.maximum(ops.sum(mask), 1.0)
 
 
+CHECKPOINT_FILE = "checkpoint.weights.h5"  # what `gemcaption train` keeps in --out while it trains
+
+
 class BestWeightsCheckpoint(keras.callbacks.Callback):
     """Writes the model's weights whenever validation loss improves, so a crash loses nothing."""
 
@@ -56,9 +62,10 @@ class BestWeightsCheckpoint(keras.callbacks.Callback):
 
 
 def write_history(history: dict, directory: str | Path) -> None:
-    """``history.json`` and ``training.png`` (loss and token accuracy per epoch) in ``directory``."""
+    """``history.json`` and ``training.png`` (loss and token accuracy per epoch) in ``directory``, each
+    written atomically (a reader sees the old file or the new one)."""
     directory = Path(directory)
-    (directory / "history.json").write_text(json.dumps(history, indent=1))
+    atomic_write_text(directory / "history.json", json.dumps(history, indent=1))
     if not history.get("loss"):
         return
     import matplotlib
@@ -76,5 +83,7 @@ def write_history(history: dict, directory: str | Path) -> None:
         ax.set_xlabel("epoch")
         ax.legend()
     fig.tight_layout()
-    fig.savefig(directory / "training.png", dpi=80)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=80)
     plt.close(fig)
+    atomic_write_bytes(directory / "training.png", buffer.getvalue())

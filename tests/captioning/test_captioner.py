@@ -2,20 +2,20 @@ import json
 
 import numpy as np
 import pytest
+from fakes import write_shapes
 from PIL import Image
 
 import gemcaption  # noqa: F401
 from gemcaption.captioning.captioner import Captioner
 from gemcaption.data.loaders import Sample
-from gemcaption.errors import ImageError, ModelError
-from fakes import write_shapes
+from gemcaption.errors import ImageError, ModelError, UnknownNameError
 
 TINY = dict(encoder="efficientnet_lite0", image_size=64, weights="imagenet", embed_dim=32, ff_dim=32,
             num_heads=2, seq_len=8, dropout=0.0, seed=3)
 
 
 def samples(rows, split):
-    return [Sample(image=p, captions=tuple(c), label=l, split=split) for p, c, l in rows]
+    return [Sample(image=p, captions=tuple(c), label=label, split=split) for p, c, label in rows]
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +53,8 @@ def test_save_load_round_trip_gives_identical_captions(trained, data, tmp_path):
     images = [s.image for s in data[0]]
     before = trained.caption(images, beam_width=2)
     trained.save(tmp_path / "model")
-    for name in ("decoder.keras", "encoder.weights.h5", "vocabulary.json", "config.json", "history.json", "training.png"):
+    for name in ("decoder.keras", "encoder.weights.h5", "vocabulary.json", "manifest.json", "history.json",
+                 "training.png"):
         assert (tmp_path / "model" / name).is_file(), name
     loaded = Captioner.load(tmp_path / "model", feature_cache=False)  # recompute features from pixels
     assert loaded.caption(images, beam_width=2) == before
@@ -134,5 +135,34 @@ def test_untrained_and_missing_models_are_clear_errors(tmp_path):
     (tmp_path / "x" / "config.json").write_text(json.dumps({"format": "other"}))
     with pytest.raises(ModelError):
         Captioner.load(tmp_path / "x")
-    with pytest.raises(ModelError, match="unknown decoder"):
+    with pytest.raises(UnknownNameError, match="unknown decoder 'gru'; choose one of: transformer, lstm"):
         Captioner("gru")
+
+
+def test_settings_are_one_config_whose_defaults_are_the_dataclasses():
+    from gemcaption.captioning.config import CaptionerConfig, DecoderConfig, EncoderConfig
+
+    assert Captioner().config == CaptionerConfig()
+    assert Captioner().config.encoder == EncoderConfig("efficientnet_lite0", 224, "imagenet")
+    captioner = Captioner("lstm", encoder="b0", image_size=64, weights=None, embed_dim=16, seed=4)
+    assert captioner.config == CaptionerConfig(encoder=EncoderConfig("efficientnetb0", 64, None),
+                                               decoder=DecoderConfig("lstm", embed_dim=16), seed=4)
+    base = CaptionerConfig(decoder=DecoderConfig(ff_dim=64), vocab_size=99)
+    assert Captioner(config=base, ff_dim=32).config == base.replace(decoder=base.decoder.replace(ff_dim=32))
+    assert Captioner(config=base.get_config()).config == base
+    assert captioner.decoder_name == "lstm" and captioner.seq_len == 25
+
+
+def test_fit_settings_are_a_training_config_with_keyword_overrides(data):
+    from gemcaption.captioning.config import TrainingConfig
+
+    train, val = data
+    captioner = Captioner("lstm", **TINY)
+    captioner.fit(train[:8], val[:4], epochs=1, batch_size=8, verbose=0)
+    assert captioner.training_config == TrainingConfig(epochs=1, batch_size=8)
+    captioner.fit(train[:8], val[:4], config=TrainingConfig(epochs=1, batch_size=4, decay="constant"), patience=0,
+                  verbose=0)
+    assert captioner.training_config == TrainingConfig(epochs=1, batch_size=4, decay="constant", patience=0)
+    assert int(captioner.decoder.optimizer.iterations) == 2  # 8 images in batches of 4
+    with pytest.raises(ValueError, match="batch_size"):
+        captioner.fit(train[:8], val[:4], batch_size=0, verbose=0)

@@ -6,9 +6,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gemcaption.captioning.encoders import (DOG_CLASSES, UnknownEncoderError, build_encoder, default_pretrained_encoder,
-                                 imagenet_classifier)
-from gemcaption.captioning.encoders import lite0_encoder
+from gemcaption.captioning.encoders import (
+    DOG_CLASSES,
+    UnknownEncoderError,
+    build_encoder,
+    default_pretrained_encoder,
+    imagenet_classifier,
+    lite0_encoder,
+)
 from gemcaption.captioning.encoders.efficientnet_lite0 import block_specs
 from gemcaption.captioning.encoders.torch_checkpoint import read_legacy_checkpoint
 from gemcaption.captioning.encoders.weights import lite0_package_checkpoint
@@ -140,7 +145,7 @@ def reference_lite0_logits(state, images):
         scale = state[p + ".weight"] / np.sqrt(state[p + ".running_var"] + 1e-3)
         return (x - state[p + ".running_mean"]) * scale + state[p + ".bias"]
 
-    relu6 = lambda x: np.clip(x, 0.0, 6.0)  # noqa: E731
+    relu6 = lambda x: np.clip(x, 0.0, 6.0)
     x = (np.asarray(images, np.float64) - 127.0) / 128.0
     x = relu6(bn(conv(x, state["_conv_stem.weight"], 2), "_bn0"))
     for index, expand, _, stride, in_ch, out_ch in block_specs():

@@ -57,7 +57,7 @@ def test_demo_keeps_a_model_and_an_index_that_can_be_searched(demo_run):
     assert len(retriever) == 7
     hits = retriever.search_text("a blue sapphire ring", k=3)
     assert len(hits) == 3 and hits[0].score >= hits[-1].score
-    assert (root / "report" / "model" / "config.json").is_file()
+    assert (root / "report" / "model" / "manifest.json").is_file()
 
 
 def test_demo_prints_the_report_path_and_figures(tmp_path, capsys, monkeypatch):

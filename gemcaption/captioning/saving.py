@@ -1,0 +1,169 @@
+"""A captioner on disk: the directory :meth:`Captioner.save` writes and :meth:`Captioner.load` reads.
+
+Format ``gemcaption-captioner`` version 2, written atomically through
+:func:`gemcaption.persistence.save_directory` (a kill at any moment leaves the previous version
+loadable)::
+
+    manifest.json        format, format_version 2, kind (the decoder), config, sha256 of each file
+    decoder.keras        the Keras decoder (loaded with safe_mode=True: no code runs from the file)
+    encoder.weights.h5   the encoder's weights, so loading needs no download
+    vocabulary.json      the words, in id order
+    history.json, training.png   after training
+
+``config`` is :meth:`CaptionerConfig.get_config` plus ``encoder_weights`` (``weights_id``, which
+keys the feature cache, and ``weights_source``). Version 1 directories (the previous release:
+``config.json`` with the settings, no manifest) still load; any other version is a ModelError
+naming it.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ConfigError, ModelError
+from ..persistence import has_manifest, read_json, read_manifest, resolve_directory, save_directory
+from .config import CaptionerConfig
+
+if TYPE_CHECKING:
+    from .captioner import Captioner
+
+FORMAT = "gemcaption-captioner"
+FORMAT_VERSION = 2
+LEGACY_VERSION = 1
+LEGACY_CONFIG = "config.json"
+FILES = ("decoder.keras", "encoder.weights.h5", "vocabulary.json")
+
+
+def is_captioner_directory(path) -> bool:
+    """True if ``path`` looks like a saved captioner of any supported version (manifest or config.json)."""
+    path = Path(path)
+    if not path.exists():
+        resolve_directory(path, must_exist=False)  # a save interrupted mid-swap: restore its backup
+    return path.is_dir() and (has_manifest(path) or (path / LEGACY_CONFIG).is_file())
+
+
+def saved_config(path) -> dict[str, Any]:
+    """What a saved captioner is, without loading it: ``format_version``, ``kind`` (decoder),
+    ``config`` (:class:`CaptionerConfig` as a dict) and ``encoder_weights``. ModelError if unreadable."""
+    path = Path(path)
+    if not is_captioner_directory(path):
+        raise ModelError(f"{path}: not a gemcaption model directory (no manifest.json or {LEGACY_CONFIG})")
+    if has_manifest(path):
+        manifest = read_manifest(path, FORMAT, {FORMAT_VERSION}, verify=False)
+        config = dict(manifest.config)
+        weights = config.pop("encoder_weights", {})
+        return {"format_version": manifest.format_version, "kind": manifest.kind, "config": config,
+                "encoder_weights": weights}
+    return _legacy_config(path)
+
+
+def _legacy_config(path: Path) -> dict[str, Any]:
+    """The settings of a version 1 directory, in the shape :func:`saved_config` returns."""
+    legacy = read_json(path / LEGACY_CONFIG)
+    if not isinstance(legacy, dict) or legacy.get("format") != FORMAT:
+        raise ModelError(f"{path}: {LEGACY_CONFIG} is not a gemcaption captioner")
+    version = legacy.get("format_version")
+    if version != LEGACY_VERSION:
+        raise ModelError(f"{path}: {FORMAT} format version {version!r} in {LEGACY_CONFIG} is not supported "
+                         f"(this gemcaption reads version {LEGACY_VERSION} there, {FORMAT_VERSION} with a manifest)")
+    try:
+        encoder = legacy["encoder"]
+        weights_id = str(encoder["weights_id"])
+        config = {
+            "encoder": {"name": encoder["name"], "image_size": encoder["image_size"],
+                        "weights": "imagenet" if weights_id.startswith("imagenet") else None},
+            "decoder": {"kind": legacy["decoder"], **legacy["decoder_config"]},
+            "vocab_size": legacy["vocab_size"], "min_count": legacy["min_count"], "seed": legacy["seed"],
+        }
+        weights = {"weights_id": weights_id, "weights_source": encoder["weights_source"]}
+    except (KeyError, TypeError) as exc:
+        raise ModelError(f"damaged: {path / LEGACY_CONFIG} (missing {exc})") from None
+    return {"format_version": LEGACY_VERSION, "kind": legacy["decoder"], "config": config,
+            "encoder_weights": weights}
+
+
+def check_replaceable(path) -> Path:
+    """``path`` if a save may replace it: new, empty, a saved captioner, or holding only the
+    training checkpoint. Any other directory is refused (ModelError) rather than deleted."""
+    from .training import CHECKPOINT_FILE
+
+    path = Path(path)
+    if path.is_dir() and not is_captioner_directory(path):
+        others = sorted(p.name for p in path.iterdir() if p.name != CHECKPOINT_FILE)
+        if others:
+            raise ModelError(f"{path}: exists and is not a gemcaption model directory (it holds "
+                             f"{', '.join(others[:3])}{', ...' if len(others) > 3 else ''}); "
+                             "refusing to replace it: choose a new directory")
+    elif path.exists() and not path.is_dir():
+        raise ModelError(f"{path}: exists and is not a directory")
+    return path
+
+
+def save_captioner(captioner: Captioner, path) -> Path:
+    """Write ``captioner`` (trained) to directory ``path`` atomically; see the module docstring.
+
+    ``path`` is replaced as a whole: see :func:`check_replaceable`."""
+    from .training import write_history
+
+    path = check_replaceable(path)
+
+    encoder = captioner.encoder
+    config = {**captioner.config.get_config(),
+              "encoder_weights": {"weights_id": encoder.weights_id, "weights_source": encoder.weights_source}}
+
+    def write(staged: Path) -> None:
+        captioner.decoder.save(staged / "decoder.keras")
+        encoder.model.save_weights(staged / "encoder.weights.h5")
+        captioner.vocabulary.save(staged / "vocabulary.json")
+        if captioner.history:
+            write_history(captioner.history, staged)
+
+    save_directory(path, FORMAT, FORMAT_VERSION, captioner.config.decoder.kind, config, write)
+    return Path(path)
+
+
+def load_captioner(cls: type[Captioner], path, feature_cache=True) -> Captioner:
+    """The captioner saved in ``path`` (version 1 or 2); ModelError naming the file that fails."""
+    import keras
+
+    from .decoders import decoder_class
+    from .encoders import build_encoder
+    from .vocabulary import Vocabulary
+
+    path = Path(path)
+    saved = saved_config(path)
+    path = resolve_directory(path)
+    if saved["format_version"] == FORMAT_VERSION:
+        read_manifest(path, FORMAT, {FORMAT_VERSION})  # every file present with its checksum
+    try:
+        config = CaptionerConfig.from_config(saved["config"])
+    except ConfigError as exc:
+        raise ModelError(f"damaged: {path} (settings: {exc})") from None
+    captioner = cls(config=config, feature_cache=feature_cache)
+    decoder_class(config.decoder.kind)  # imports the decoder's module, registering its class with Keras
+    captioner.vocabulary = _load_file(path / "vocabulary.json", Vocabulary.load)
+    captioner.decoder = _load_file(path / "decoder.keras",
+                                   lambda file: keras.models.load_model(file, compile=False, safe_mode=True))
+    spec = config.encoder
+    encoder = build_encoder(spec.name, image_size=spec.image_size, weights=None)
+    _load_file(path / "encoder.weights.h5", encoder.model.load_weights)
+    weights = saved["encoder_weights"]
+    encoder.weights_id = weights["weights_id"]  # same weights as when trained: same feature-cache entries
+    encoder.weights_source = f"{weights['weights_source']} (stored in {path})"
+    captioner._encoder = encoder
+    history = path / "history.json"
+    captioner.history = read_json(history) if history.exists() else {}
+    captioner.model_dir = str(path.absolute())
+    return captioner
+
+
+def _load_file(path: Path, load):
+    if not path.is_file():
+        raise ModelError(f"damaged: {path} (missing)")
+    try:
+        return load(path)
+    except ModelError:
+        raise
+    except Exception as exc:  # Keras and h5py raise many kinds; all mean the same to the user
+        detail = str(exc).splitlines()[0] if str(exc) else "no detail"
+        raise ModelError(f"damaged: {path} ({exc.__class__.__name__}: {detail})") from None
