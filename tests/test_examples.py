@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from gemcaption import GemClassifier
+
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 STONES = {"Ruby": (200, 20, 40), "Sapphire": (20, 50, 200), "Emerald": (20, 160, 60)}
 
@@ -52,7 +54,7 @@ def test_finetune_flickr8k(tmp_path, capsys):
     code = load_example("finetune_flickr8k").main(
         ["--data-dir", str(root), "--epochs", "1", "--limit", "8", "--image-size", "64", "--embed-dim", "32",
          "--batch-size", "4", "--out", str(out), "--quiet"])
-    assert code == 0 and (out / "config.json").is_file()
+    assert code == 0 and (out / "manifest.json").is_file()  # a saved captioner directory
     printed = capsys.readouterr().out
     assert "dev split, 2 images: BLEU-1" in printed and "model saved to" in printed
 
@@ -61,7 +63,8 @@ def test_finetune_catalogue(tmp_path, capsys):
     rows = ["image,caption,granularity"]
     for i, stone, rgb in pieces(10):
         draw(tmp_path / "shop" / "images" / f"p{i}.jpg", rgb, i)
-        rows += [f"p{i}.jpg,Anillo de {stone.lower()},category", f"p{i}.jpg,Anillo de plata con {stone.lower()},material"]
+        rows += [f"p{i}.jpg,Anillo de {stone.lower()},category",
+                 f"p{i}.jpg,Anillo de plata con {stone.lower()},material"]
     csv = tmp_path / "shop" / "captions.csv"
     csv.write_text("\n".join(rows) + "\n", encoding="utf-8")
     out = tmp_path / "model"
@@ -95,7 +98,8 @@ def test_classify_gemstones(tmp_path, capsys):
     out = tmp_path / "classifier"
     code = load_example("classify_gemstones").main(
         ["--data-dir", str(tmp_path / "gems"), "--model", "rf", "--limit", "5", "--out", str(out), "--quiet"])
-    assert code == 0 and (out / "labels.json").is_file()
+    assert code == 0 and (out / "manifest.json").is_file()
+    assert GemClassifier.load(out).labels == sorted(STONES)  # the saved classifier loads back
     printed = capsys.readouterr().out
     assert "test accuracy" in printed and "(chance 0.333)" in printed
     accuracy = float(printed.split("test accuracy ")[1].split()[0])

@@ -2,30 +2,32 @@
 
 A model takes uint8 RGB images of its own ``image_size`` (N, S, S, 3) and integer labels 0..K-1:
 ``fit(images, labels, num_classes, validation=None)``, ``predict_proba(images) -> (N, K)``,
-``save(directory)`` and ``load(directory)``. :class:`~gemcaption.classification.GemClassifier`
-turns file names and class names into those arrays.
+``get_config()`` (constructor arguments), ``saved_state()`` (what else the manifest keeps, e.g.
+``num_classes``), ``write_files(directory)``, ``save(directory)`` and ``load(directory)``.
+:class:`~gemcaption.classification.GemClassifier` turns file names and class names into those arrays.
+
+Every model directory is written through :func:`save_model_dir` (or :func:`write_model_dir` inside
+a classifier being saved): atomically, with a ``manifest.json`` (format
+``gemcaption-classifier-model``, version 2, ``kind`` = the model class's kind, ``config`` =
+``{"constructor": get_config(), "num_classes": K, ...}``) and the checksums of the model's files.
+:func:`read_model_file` also reads the previous layout (a ``model.json``, format version 1) so old
+directories keep loading.
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import DatasetError, ImageError, ModelError
+from ..errors import DatasetError, ImageError, ModelError, UnknownNameError
+from ..persistence import has_manifest, read_json, read_manifest, resolve_directory, save_directory, write_manifest
+from .kinds import MODEL_CLASSES
 
-MODEL_FILE = "model.json"
-MODEL_KINDS: dict[str, type] = {}
-
-
-def register_model(kind: str):
-    """Class decorator: make a model class loadable by its ``kind`` name."""
-    def decorate(cls):
-        cls.kind = kind
-        MODEL_KINDS[kind] = cls
-        return cls
-    return decorate
+MODEL_FORMAT = "gemcaption-classifier-model"
+MODEL_FORMAT_VERSION = 2
+LEGACY_MODEL_FILE = "model.json"  # format version 1
+MODEL_KINDS = MODEL_CLASSES  # the name this registry had (a dict filled by decorators)
 
 
 def check_images(images, image_size: int) -> np.ndarray:
@@ -56,34 +58,77 @@ def check_labels(labels, count: int, num_classes: int) -> np.ndarray:
     return y.astype(np.int64)
 
 
-def write_model_file(directory, kind: str, config: dict, extra: dict | None = None) -> Path:
-    """Write ``model.json`` (kind + constructor config) into ``directory`` (created)."""
-    path = Path(directory)
-    path.mkdir(parents=True, exist_ok=True)
-    payload = {"kind": kind, "config": config, **(extra or {})}
-    (path / MODEL_FILE).write_text(json.dumps(payload, indent=2, sort_keys=True))
-    return path
+def _manifest_config(model) -> dict:
+    return {"constructor": model.get_config(), **model.saved_state()}
+
+
+def save_model_dir(model, directory) -> Path:
+    """Atomically write ``model`` to ``directory``: its files (``model.write_files(staging)``),
+    then the manifest (``model.kind``, ``{"constructor": get_config(), **saved_state()}``, checksums),
+    then the swap into place, so a crash leaves the previous model loadable. Every model's
+    ``save`` is this."""
+    return save_directory(directory, MODEL_FORMAT, MODEL_FORMAT_VERSION, model.kind, _manifest_config(model),
+                          model.write_files)
+
+
+def write_model_dir(model, directory) -> Path:
+    """``model``'s files and manifest in a new ``directory`` inside a directory being saved
+    atomically (a :class:`GemClassifier`'s staging directory): no second swap."""
+    directory = Path(directory)
+    directory.mkdir(parents=True)
+    model.write_files(directory)
+    write_manifest(directory, MODEL_FORMAT, MODEL_FORMAT_VERSION, model.kind, _manifest_config(model))
+    return directory
+
+
+class SavedModel:
+    """What every model class shares for saving: :meth:`save` through :func:`save_model_dir` and the
+    ``num_classes`` the manifest keeps. A model class sets ``kind`` and defines ``get_config()``,
+    ``write_files(directory)`` and ``load(directory)``; it is untrained while ``num_classes`` is None."""
+
+    kind = ""
+    num_classes: int | None
+
+    def saved_state(self) -> dict:
+        """What the manifest keeps beside the constructor arguments."""
+        return {"num_classes": self.num_classes}
+
+    def save(self, directory) -> Path:
+        """The manifest and the model's files, written atomically to ``directory``."""
+        if self.num_classes is None:
+            raise ModelError(f"nothing to save: the {self.kind} model is not trained yet")
+        return save_model_dir(self, directory)
+
+    def config(self) -> dict:
+        """The name :meth:`get_config` had."""
+        return self.get_config()  # type: ignore[attr-defined]
 
 
 def read_model_file(directory) -> dict:
-    """The parsed ``model.json`` of a model directory; ModelError when missing or broken."""
-    path = Path(directory) / MODEL_FILE
-    if not path.is_file():
-        raise ModelError(f"{directory}: not a gemcaption classifier directory (no {MODEL_FILE})")
+    """``{"kind", "config" (constructor arguments), **extra}`` of a model directory, from its
+    manifest (checksums verified) or a version-1 ``model.json``; ModelError when missing or broken."""
+    path = resolve_directory(directory, must_exist=False)
+    if has_manifest(path):
+        manifest = read_manifest(path, MODEL_FORMAT, (MODEL_FORMAT_VERSION,))
+        extra = {key: value for key, value in manifest.config.items() if key != "constructor"}
+        payload = {"kind": manifest.kind, "config": dict(manifest.config.get("constructor") or {}), **extra}
+    elif (path / LEGACY_MODEL_FILE).is_file():
+        payload = read_json(path / LEGACY_MODEL_FILE)
+        if not isinstance(payload, dict) or not isinstance(payload.get("config"), dict):
+            raise ModelError(f"damaged: {path / LEGACY_MODEL_FILE} (no model config)")
+    else:
+        raise ModelError(f"{directory}: not a gemcaption classifier directory (no manifest.json)")
     try:
-        payload = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"{path}: unreadable model description ({exc})") from exc
-    if payload.get("kind") not in MODEL_KINDS:
-        raise ModelError(f"{path}: unknown model kind {payload.get('kind')!r}; "
-                         f"known: {sorted(MODEL_KINDS)}")
+        MODEL_CLASSES.canonical(str(payload.get("kind")))
+    except UnknownNameError as exc:
+        raise ModelError(f"{directory}: {exc}") from None
     return payload
 
 
 def load_model_dir(directory):
-    """Load whichever registered model kind ``directory`` holds."""
+    """Load whichever model kind ``directory`` holds."""
     payload = read_model_file(directory)
-    return MODEL_KINDS[payload["kind"]].load(directory)
+    return MODEL_CLASSES.get(payload["kind"]).load(directory)
 
 
 class Timer:

@@ -14,11 +14,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from sklearn.svm import SVC
 
-from ..errors import DatasetError, ModelError
-from .base import (check_images, check_labels, config_from_model_file, register_model, softmax,
-                   write_model_file)
+from ..errors import ConfigError, DatasetError, ModelError
+from .base import SavedModel, check_images, check_labels, config_from_model_file, softmax
 from .descriptors import foreground_color_histogram, handcrafted_features
+from .forest import ForestArrays, forest_arrays
 
 VIEWS = {
     "identity": lambda x: x,
@@ -27,6 +28,9 @@ VIEWS = {
     "rot90": lambda x: np.rot90(x, 1, axes=(1, 2)),
 }
 FEATURE_SETS = ("handcrafted", "encoder", "foreground")
+LOGREG_FILE = "logreg.npz"
+FOREST_FILE = "forest.npz"
+JOBLIB_FILE = "estimator.joblib"  # the SVM (and, in format version 1, the Random Forest)
 
 
 def make_encoder(name: str, image_size: int, weights):
@@ -52,7 +56,7 @@ def shared_encoder(name: str, image_size: int, weights):
 def apply_view(images: np.ndarray, view: str) -> np.ndarray:
     """A flipped / rotated copy of a batch of square images."""
     if view not in VIEWS:
-        raise ValueError(f"unknown view {view!r}; choose from {sorted(VIEWS)}")
+        raise ConfigError(f"unknown view {view!r}; choose from {sorted(VIEWS)}")
     return np.ascontiguousarray(VIEWS[view](images))
 
 
@@ -64,7 +68,7 @@ class FeatureExtractor:
         features = tuple(features)
         unknown = [f for f in features if f not in FEATURE_SETS]
         if not features or unknown:
-            raise ValueError(f"features must be a non-empty subset of {FEATURE_SETS}, got {features}")
+            raise ConfigError(f"features must be a non-empty subset of {FEATURE_SETS}, got {features}")
         self.features = features
         self.encoder_name = encoder if isinstance(encoder, str) else encoder.name
         self._encoder = None if isinstance(encoder, str) else encoder
@@ -79,7 +83,7 @@ class FeatureExtractor:
             self._encoder = shared_encoder(self.encoder_name, self.image_size, self.encoder_weights)
         return self._encoder
 
-    def config(self) -> dict:
+    def get_config(self) -> dict:
         return {"features": list(self.features), "encoder": self.encoder_name,
                 "encoder_weights": (str(self.encoder_weights)
                                     if self.encoder_weights is not None else None),
@@ -112,7 +116,7 @@ class FeatureExtractor:
             _HANDCRAFTED_ROWS.update(found)
         else:
             found = {}
-        return np.stack([found.get(d, _HANDCRAFTED_ROWS.get(d)) for d in digests])
+        return np.stack([found[d] if d in found else _HANDCRAFTED_ROWS[d] for d in digests])
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         parts = []
@@ -126,22 +130,24 @@ class FeatureExtractor:
         return np.concatenate(parts, axis=1).astype(np.float32)
 
 
-@register_model("descriptor")
-class DescriptorClassifier:
+class DescriptorClassifier(SavedModel):
     """A scikit-learn classifier (``rf``, ``svm`` or ``logreg``) on image descriptors.
 
     ``features``: any of ``"handcrafted"`` (colour histogram + LBP), ``"encoder"`` (pooled encoder
     features) and ``"foreground"`` (HSV histogram of the stone's pixels, backdrop masked out).
     ``views``: image copies added in training and averaged at test time.
-    Logistic regression is saved as plain arrays (``.npz``); RF and SVM with joblib, which uses
-    pickle: load only model directories you trained yourself.
+    Logistic regression and the Random Forest are saved as plain arrays (``.npz``, see
+    :mod:`gemcaption.classification.forest`); the SVM with joblib, which uses pickle (as did the RF
+    in format version 1): load only SVM directories you trained yourself.
     """
+
+    kind = "descriptor"
 
     def __init__(self, classifier="rf", features=("handcrafted",), encoder="efficientnet_lite0",
                  encoder_weights="imagenet", image_size=None, views=("identity",),
                  n_estimators=500, svm_c=10.0, logreg_c=1.0, seed=0, cache=True, progress=False):
         if classifier not in ("rf", "svm", "logreg"):
-            raise ValueError(f"classifier must be 'rf', 'svm' or 'logreg', got {classifier!r}")
+            raise ConfigError(f"classifier must be 'rf', 'svm' or 'logreg', got {classifier!r}")
         for view in views:
             apply_view(np.zeros((1, 2, 2, 3), np.uint8), view)  # validates the name
         features = tuple(features)
@@ -158,8 +164,9 @@ class DescriptorClassifier:
         self.num_classes = None
         self.model = None
 
-    def config(self) -> dict:
-        return {"classifier": self.classifier, **self.extractor.config(), "views": list(self.views),
+    def get_config(self) -> dict:
+        """The constructor arguments (JSON-able) that rebuild this model untrained."""
+        return {"classifier": self.classifier, **self.extractor.get_config(), "views": list(self.views),
                 "n_estimators": self.n_estimators, "svm_c": self.svm_c, "logreg_c": self.logreg_c,
                 "seed": self.seed}
 
@@ -220,39 +227,59 @@ class DescriptorClassifier:
         probabilities = [self._full_proba(x) for x in self._features_of_views(images)]
         return np.mean(probabilities, axis=0)
 
-    def save(self, directory) -> Path:
-        """Write ``model.json`` and the fitted estimator (npz for logreg, joblib otherwise)."""
-        if self.model is None:
-            raise ModelError("nothing to save: the classifier is not trained yet")
-        path = write_model_file(directory, self.kind, self.config(),
-                                {"num_classes": self.num_classes})
+    def write_files(self, path: Path) -> None:
+        """The fitted estimator (npz for logreg and rf, joblib for svm), into the existing directory ``path``."""
         if self.classifier == "logreg":
             arrays = self.model if isinstance(self.model, dict) else _logreg_arrays(self.model)
-            np.savez(path / "logreg.npz", **arrays)
+            np.savez(path / LOGREG_FILE, **arrays)
+        elif self.classifier == "rf":
+            np.savez(path / FOREST_FILE, **forest_arrays(self.model))
         else:
             import joblib
 
-            joblib.dump(self.model, path / "estimator.joblib")
-        return path
+            joblib.dump(self.model, path / JOBLIB_FILE)
 
     @classmethod
     def load(cls, directory, encoder=None):
-        """Rebuild from a directory written by :meth:`save` (joblib files: trusted dirs only)."""
+        """Rebuild from a directory written by :meth:`save` (joblib files: trusted directories only)."""
         payload, config = config_from_model_file(directory, encoder, ("features", "views"))
         model = cls(**config)
         model.num_classes = int(payload["num_classes"])
         path = Path(directory)
         try:
             if model.classifier == "logreg":
-                with np.load(path / "logreg.npz", allow_pickle=False) as data:
+                with np.load(path / LOGREG_FILE, allow_pickle=False) as data:
                     model.model = {key: data[key] for key in data.files}
-            else:
+            elif model.classifier == "rf" and (path / FOREST_FILE).is_file():
+                with np.load(path / FOREST_FILE, allow_pickle=False) as data:
+                    model.model = ForestArrays({key: data[key] for key in data.files})
+            else:  # the SVM, or a Random Forest saved by format version 1
                 import joblib
 
-                model.model = joblib.load(path / "estimator.joblib")
+                model.model = joblib.load(path / JOBLIB_FILE)
         except (OSError, ValueError, KeyError) as exc:
             raise ModelError(f"{directory}: cannot read the fitted estimator ({exc})") from exc
         return model
+
+
+def random_forest(**options) -> DescriptorClassifier:
+    """``rf``: a Random Forest on the colour histogram + LBP descriptor (unless ``features`` says otherwise)."""
+    options.setdefault("features", ("handcrafted",))
+    return DescriptorClassifier("rf", **options)
+
+
+def support_vector_machine(**options) -> DescriptorClassifier:
+    """``svm``: an RBF SVM on the colour histogram + LBP descriptor (unless ``features`` says otherwise)."""
+    options.setdefault("features", ("handcrafted",))
+    return DescriptorClassifier("svm", **options)
+
+
+def logistic_regression(**options) -> DescriptorClassifier:
+    """``logreg``: logistic regression on encoder features + colour histogram + LBP + foreground
+    histogram, trained and tested on flipped copies too (the best measured set-up)."""
+    options.setdefault("features", ("encoder", "handcrafted", "foreground"))
+    options.setdefault("views", ("identity", "hflip"))
+    return DescriptorClassifier("logreg", **options)
 
 
 def _svm_with_probabilities(c: float, seed):
@@ -274,20 +301,16 @@ def _svm_with_probabilities(c: float, seed):
         return CalibratedClassifierCV(svm, cv=3, ensemble=False)
 
 
-try:
-    from sklearn.svm import SVC as _SVC
+class _QuietSVC(SVC):
+    """SVC whose fit does not repeat the ``probability`` deprecation warning (at module level, so
+    that joblib can save it; scikit-learn is imported with this module for that reason)."""
 
-    class _QuietSVC(_SVC):
-        """SVC whose fit does not repeat the ``probability`` deprecation warning."""
+    def fit(self, *args, **kwargs):
+        import warnings
 
-        def fit(self, *args, **kwargs):
-            import warnings
-
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", FutureWarning)
-                return super().fit(*args, **kwargs)
-except ImportError:  # pragma: no cover
-    _QuietSVC = None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            return super().fit(*args, **kwargs)
 
 
 def _logreg_arrays(pipeline) -> dict:

@@ -1,46 +1,29 @@
-"""GemClassifier: train on a class-folder dataset, predict stones, describe them in words."""
+"""GemClassifier: train on a class-folder dataset, predict stones, describe them in words.
+
+Saved as a directory (atomically, :func:`gemcaption.persistence.save_directory`): ``manifest.json``
+(format ``gemcaption-classifier``, version 2, ``kind`` = the model's kind, ``config`` =
+``{"labels", "training_seconds"}``) and the model in ``model/`` (its own manifest, see
+:mod:`gemcaption.classification.base`). Directories of the previous release (``labels.json`` +
+``model/model.json``, format version 1) still load.
+"""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from ..data.splits import stratified_split
 from ..errors import DatasetError, ImageError, ModelError
-from .base import MODEL_KINDS, Timer, load_model_dir
-from .splits import stratified_split
+from ..persistence import has_manifest, read_json, read_manifest, resolve_directory, save_directory
+from .base import MODEL_KINDS, Timer, load_model_dir, write_model_dir
+from .kinds import CLASSIFIER_KINDS, make_model
 
-LABELS_FILE = "labels.json"
+FORMAT = "gemcaption-classifier"
+FORMAT_VERSION = 2
+LEGACY_LABELS_FILE = "labels.json"  # format version 1
 MODEL_SUBDIR = "model"
-MODEL_CHOICES = ("vae", "cnn", "svm", "rf", "gan", "logreg")
-
-
-def make_model(model: str = "vae", **options):
-    """A fresh classifier model by name.
-
-    ``vae`` the seed's VAE; ``gan`` semi-supervised DCGAN; ``cnn`` EfficientNet + trained head;
-    ``rf`` / ``svm`` on the colour histogram + LBP descriptor (pass ``features=("encoder",)`` or
-    both for encoder features); ``logreg`` logistic regression on EfficientNet-Lite0 features +
-    colour histogram + LBP + foreground colour histogram, with flipped copies (the best measured).
-    """
-    from . import cnn, gan, vae_classifier  # noqa: F401  register the model kinds
-    from .baselines import DescriptorClassifier
-
-    if model == "vae":
-        return vae_classifier.VAEClassifier(**options)
-    if model == "gan":
-        return gan.GANClassifier(**options)
-    if model == "cnn":
-        return cnn.CNNClassifier(**options)
-    if model in ("rf", "svm"):
-        options.setdefault("features", ("handcrafted",))
-        return DescriptorClassifier(model, **options)
-    if model == "logreg":
-        options.setdefault("features", ("encoder", "handcrafted", "foreground"))
-        options.setdefault("views", ("identity", "hflip"))
-        return DescriptorClassifier("logreg", **options)
-    raise ValueError(f"unknown model {model!r}; choose from {', '.join(MODEL_CHOICES)}")
+MODEL_CHOICES = tuple(CLASSIFIER_KINDS.names())
 
 
 @dataclass
@@ -167,7 +150,7 @@ class GemClassifier:
             val_pixels, val_kept = load_pixels(val_images, self.image_size, strict=False)
             val = (val_pixels, np.array([index[val_labels[i]] for i in val_kept]))
         elif validation_fraction > 0:
-            fit_rows, val_rows = stratified_split(y, validation_fraction, seed)
+            fit_rows, val_rows = stratified_split(y.tolist(), validation_fraction, seed)
             if val_rows:
                 val = (pixels[val_rows], y[val_rows])
                 pixels, y = pixels[fit_rows], y[fit_rows]
@@ -214,8 +197,8 @@ class GemClassifier:
     def evaluate(self, data, progress: bool = False) -> dict:
         """Accuracy, macro and per-class precision / recall / F1, confusion matrix, and the mean
         TF-IDF cosine between the predicted and the true class description."""
+        from ..evaluation.captioning import pairwise_tfidf_cosine
         from ..evaluation.classification import classification_metrics
-        from .similarity import tfidf_cosine
 
         self._require_fitted()
         images, labels = dataset_items(data)
@@ -227,48 +210,62 @@ class GemClassifier:
         descriptions = {label: describe_label(label) for label in set(y_true) | set(y_pred)}
         corpus = [d for d in descriptions.values() if d]
         if corpus:
-            similarity = tfidf_cosine([descriptions[p] for p in y_pred],
-                                      [descriptions[t] for t in y_true], corpus=corpus)
+            similarity = pairwise_tfidf_cosine([descriptions[t] for t in y_true],
+                                               [descriptions[p] for p in y_pred], corpus=corpus)
             metrics["tfidf_similarity"] = float(similarity.mean())
         metrics["evaluated"] = len(kept)
         return metrics
 
+    def get_config(self) -> dict:
+        """What the manifest stores beside the model: the class names and the training time."""
+        return {"labels": list(self.labels), "training_seconds": self.training_seconds}
+
     def save(self, directory) -> Path:
-        """Write the class names (``labels.json``) and the model (``model/``) into ``directory``."""
+        """Write the manifest and the model (``model/``) into ``directory``, atomically: a crash
+        during the save leaves the previous classifier there, loadable."""
         self._require_fitted()
-        path = Path(directory)
-        path.mkdir(parents=True, exist_ok=True)
-        self.model.save(path / MODEL_SUBDIR)
-        payload = {"labels": self.labels, "kind": self.kind,
-                   "training_seconds": self.training_seconds}
-        (path / LABELS_FILE).write_text(json.dumps(payload, indent=2, ensure_ascii=False))
-        return path
+        target = Path(directory)
+        if target.is_dir() and any(target.iterdir()) and not _is_classifier_directory(target):
+            raise ModelError(f"{target} exists and is not a GemClassifier directory: saving would replace it "
+                             "with everything in it; choose a new or empty directory")
+
+        def write(staged: Path) -> None:
+            if hasattr(self.model, "write_files"):
+                write_model_dir(self.model, staged / MODEL_SUBDIR)
+            else:  # a model class of its own, with only save()
+                self.model.save(staged / MODEL_SUBDIR)
+
+        return save_directory(directory, FORMAT, FORMAT_VERSION, self.kind, self.get_config(), write)
 
     @classmethod
-    def load(cls, directory) -> "GemClassifier":
-        """Load a classifier written by :meth:`save`."""
-        from . import cnn, gan, vae_classifier  # noqa: F401  register the model kinds
-        from . import baselines  # noqa: F401
-
-        path = Path(directory)
-        labels_path = path / LABELS_FILE
-        if not labels_path.is_file():
-            raise ModelError(f"{directory}: not a GemClassifier directory (no {LABELS_FILE})")
-        try:
-            payload = json.loads(labels_path.read_text())
-        except (OSError, ValueError) as exc:
-            raise ModelError(f"{labels_path}: unreadable ({exc})") from exc
+    def load(cls, directory) -> GemClassifier:
+        """Load a classifier written by :meth:`save` (or by the previous release)."""
+        path = resolve_directory(directory, must_exist=False)
+        if has_manifest(path):
+            config = read_manifest(path, FORMAT, (FORMAT_VERSION,)).config
+        elif (path / LEGACY_LABELS_FILE).is_file():
+            config = read_json(path / LEGACY_LABELS_FILE)
+        else:
+            raise ModelError(f"{directory}: not a GemClassifier directory (no manifest.json)")
+        labels = config.get("labels") if isinstance(config, dict) else None
+        if not isinstance(labels, list) or not labels:
+            raise ModelError(f"damaged: {path} (no class labels)")
         model = load_model_dir(path / MODEL_SUBDIR)
-        if model.num_classes != len(payload["labels"]):
-            raise ModelError(f"{directory}: {len(payload['labels'])} labels but the model has "
+        if model.num_classes != len(labels):
+            raise ModelError(f"{directory}: {len(labels)} labels but the model has "
                              f"{model.num_classes} classes")
         classifier = cls(model)
-        classifier.labels = list(payload["labels"])
-        classifier.training_seconds = payload.get("training_seconds")
+        classifier.labels = [str(label) for label in labels]
+        classifier.training_seconds = config.get("training_seconds")
         return classifier
 
     def __repr__(self) -> str:
         return f"GemClassifier({self.kind!r}, classes={len(self.labels)})"
 
 
-__all__ = ["GemClassifier", "Prediction", "make_model", "MODEL_KINDS", "stratified_split"]
+def _is_classifier_directory(path: Path) -> bool:
+    """A directory :meth:`GemClassifier.save` wrote (this release's or the previous one's layout)."""
+    return (path / "manifest.json").is_file() or (path / LEGACY_LABELS_FILE).is_file()
+
+
+__all__ = ["GemClassifier", "Prediction", "make_model", "MODEL_KINDS", "MODEL_CHOICES", "stratified_split"]

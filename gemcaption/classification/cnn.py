@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ModelError
-from .base import check_images, check_labels, config_from_model_file, register_model, write_model_file
+from .base import SavedModel, check_images, check_labels, config_from_model_file
 from .baselines import FeatureExtractor, apply_view
 from .keras_parts import softmax_head
 
@@ -24,9 +24,10 @@ def build_head(feature_dim: int, num_classes: int, hidden: int = 0, dropout: flo
     return softmax_head(feature_dim, num_classes, hidden, dropout, "pooled_features", "cnn_head")
 
 
-@register_model("cnn")
-class CNNClassifier:
+class CNNClassifier(SavedModel):
     """EfficientNet features + a trained head; ``fine_tune_layers`` top backbone layers optionally."""
+
+    kind = "cnn"
 
     def __init__(self, encoder="efficientnet_lite0", encoder_weights="imagenet", image_size=224,
                  views=("identity", "hflip"), hidden=0, dropout=0.3, learning_rate=1e-3,
@@ -53,8 +54,9 @@ class CNNClassifier:
         self.head = None
         self.full_model = None  # set when the backbone was fine-tuned
 
-    def config(self) -> dict:
-        extractor = self.extractor.config()
+    def get_config(self) -> dict:
+        """The constructor arguments (JSON-able) that rebuild this model untrained."""
+        extractor = self.extractor.get_config()
         return {"encoder": extractor["encoder"], "encoder_weights": extractor["encoder_weights"],
                 "image_size": self.image_size, "views": list(self.views), "hidden": self.hidden,
                 "dropout": self.dropout, "learning_rate": self.learning_rate,
@@ -149,17 +151,14 @@ class CNNClassifier:
                 outputs.append(self.head.predict(self.extractor(viewed), verbose=0))
         return np.mean(outputs, axis=0).astype(np.float64)
 
-    def save(self, directory) -> Path:
-        """``model.json``, the head as ``head.keras`` and fine-tuned backbone weights (``.h5``)."""
-        if self.head is None:
-            raise ModelError("nothing to save: the CNN is not trained yet")
-        path = write_model_file(directory, self.kind, self.config(),
-                                {"num_classes": self.num_classes,
-                                 "fine_tuned": self.full_model is not None})
+    def saved_state(self) -> dict:
+        return {"num_classes": self.num_classes, "fine_tuned": self.full_model is not None}
+
+    def write_files(self, path: Path) -> None:
+        """The head and (when fine-tuned) the backbone weights, into the existing directory ``path``."""
         self.head.save(path / HEAD_FILE)
         if self.full_model is not None:
             self.extractor.encoder.model.save_weights(path / BACKBONE_FILE)
-        return path
 
     @classmethod
     def load(cls, directory, encoder=None):

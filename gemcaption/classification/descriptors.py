@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import ImageError
+from ..errors import ConfigError, ImageError
 
 
 def _as_batch(images) -> np.ndarray:
@@ -34,7 +34,7 @@ def color_histogram(images, bins: int = 8, joint: bool = True) -> np.ndarray:
     not joint, divided by 3 so the row still sums to 1).
     """
     if bins < 1 or bins > 256:
-        raise ValueError(f"bins must be between 1 and 256, got {bins}")
+        raise ConfigError(f"bins must be between 1 and 256, got {bins}")
     batch = _as_batch(images)
     n = batch.shape[0]
     quantised = (batch.astype(np.int64) * bins) // 256  # 0 .. bins-1
@@ -91,7 +91,7 @@ def lbp_codes(gray, points: int = 8, radius: int = 1) -> np.ndarray:
     if gray.ndim != 3:
         raise ImageError(f"expected grey images (N, H, W), got shape {gray.shape}")
     if radius < 1 or points < 1 or points > 32:
-        raise ValueError("need radius >= 1 and 1 <= points <= 32")
+        raise ConfigError("need radius >= 1 and 1 <= points <= 32")
     if min(gray.shape[1:]) <= 2 * radius:
         raise ImageError(f"images of {gray.shape[1:]} pixels are too small for LBP radius {radius}")
     centre = gray[:, radius:gray.shape[1] - radius, radius:gray.shape[2] - radius]
@@ -135,7 +135,7 @@ def lbp_mapping(points: int = 8, method: str = "riu2") -> tuple[np.ndarray, int]
         for next_bin, code in enumerate(uniform):
             table[code] = next_bin
         return table, other + 1
-    raise ValueError(f"unknown LBP method {method!r}; use 'riu2' or 'uniform'")
+    raise ConfigError(f"unknown LBP method {method!r}; use 'riu2' or 'uniform'")
 
 
 def lbp_histogram(images, points: int = 8, radii=(1, 2, 3), method: str = "riu2") -> np.ndarray:

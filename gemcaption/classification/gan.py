@@ -18,10 +18,9 @@ import keras
 import numpy as np
 from keras import layers, ops
 
+from ..errors import ConfigError, ModelError
+from .base import SavedModel, check_images, check_labels, read_model_file
 from .keras_parts import PrebuiltPartsMixin
-
-from ..errors import ModelError
-from .base import check_images, check_labels, read_model_file, register_model, write_model_file
 
 PACKAGE = "gemcaption"
 KERAS_FILE = "gan.keras"
@@ -68,7 +67,7 @@ class SemiSupervisedGAN(PrebuiltPartsMixin, keras.Model):
         self.noise_dim = int(noise_dim)
         self.filters = tuple(int(f) for f in filters)
         if self.image_size % 2 ** len(self.filters):
-            raise ValueError(f"image_size must be divisible by {2 ** len(self.filters)}")
+            raise ConfigError(f"image_size must be divisible by {2 ** len(self.filters)}")
         self.dropout = float(dropout)
         self.unsupervised_weight = float(unsupervised_weight)
         self.seed = seed
@@ -153,10 +152,11 @@ class SemiSupervisedGAN(PrebuiltPartsMixin, keras.Model):
                 "unsupervised_weight": self.unsupervised_weight, "seed": self.seed}
 
 
-@register_model("gan")
-class GANClassifier:
+class GANClassifier(SavedModel):
     """Array-interface wrapper of :class:`SemiSupervisedGAN` with early stopping on validation
     accuracy (at most ``epochs`` epochs)."""
+
+    kind = "gan"
 
     def __init__(self, image_size=64, noise_dim=100, filters=(64, 128, 256, 256), dropout=0.3,
                  unsupervised_weight=1.0, epochs=100, patience=15, batch_size=32,
@@ -174,7 +174,8 @@ class GANClassifier:
         self.progress = progress
         self.model = None
 
-    def config(self) -> dict:
+    def get_config(self) -> dict:
+        """The constructor arguments (JSON-able) that rebuild this model untrained."""
         names = ("image_size", "noise_dim", "dropout", "unsupervised_weight", "epochs",
                  "patience", "batch_size", "learning_rate", "seed")
         return {"filters": list(self.filters), **{name: getattr(self, name) for name in names}}
@@ -222,14 +223,9 @@ class GANClassifier:
         images = np.asarray(self.model.generator(noise, training=False))
         return np.clip(np.rint((images + 1) * 127.5), 0, 255).astype(np.uint8)
 
-    def save(self, directory) -> Path:
-        """``model.json`` and the whole GAN as ``gan.keras``."""
-        if self.model is None:
-            raise ModelError("nothing to save: the GAN is not trained yet")
-        path = write_model_file(directory, self.kind, self.config(),
-                                {"num_classes": self.model.num_classes})
+    def write_files(self, path: Path) -> None:
+        """The whole GAN as ``gan.keras``, into the existing directory ``path``."""
         self.model.save(path / KERAS_FILE)
-        return path
 
     @classmethod
     def load(cls, directory):

@@ -5,25 +5,19 @@ from pathlib import Path
 
 import numpy as np
 
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+from ..errors import ConfigError
+from ..plotting import pyplot, save_png
 
 
 def save_reconstruction_grid(originals, reconstructions, path, columns: int = 8, dpi: int = 80) -> Path:
     """Two rows per block: original photos above their reconstructions. uint8 (N, S, S, 3) each."""
     originals, reconstructions = np.asarray(originals), np.asarray(reconstructions)
     if originals.shape != reconstructions.shape or originals.ndim != 4:
-        raise ValueError("originals and reconstructions must be image batches of the same shape")
+        raise ConfigError("originals and reconstructions must be image batches of the same shape")
     count = len(originals)
     columns = max(1, min(columns, count))
     blocks = -(-count // columns)
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(2 * blocks, columns, figsize=(1.3 * columns, 2.6 * blocks), squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
@@ -34,11 +28,7 @@ def save_reconstruction_grid(originals, reconstructions, path, columns: int = 8,
     axes[0, 0].set_title("photo", fontsize=7, loc="left")
     axes[1, 0].set_title("VAE", fontsize=7, loc="left")
     fig.tight_layout(pad=0.2)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
-    plt.close(fig)
-    return path
+    return save_png(fig, path, dpi=dpi)
 
 
 def project_2d(vectors, method: str = "pca", seed: int = 0) -> np.ndarray:
@@ -54,7 +44,7 @@ def project_2d(vectors, method: str = "pca", seed: int = 0) -> np.ndarray:
         perplexity = float(max(2, min(30, (len(vectors) - 1) // 3)))
         return TSNE(n_components=2, perplexity=perplexity, init="pca",
                     random_state=seed).fit_transform(vectors)
-    raise ValueError(f"method must be 'pca' or 'tsne', got {method!r}")
+    raise ConfigError(f"method must be 'pca' or 'tsne', got {method!r}")
 
 
 def save_latent_projection(vectors, labels, path, method: str = "pca", title: str | None = None,
@@ -63,7 +53,7 @@ def save_latent_projection(vectors, labels, path, method: str = "pca", title: st
     points = project_2d(vectors, method, seed)
     labels = np.asarray([str(label) for label in labels])
     classes = sorted(set(labels))
-    plt = _pyplot()
+    plt = pyplot()
     cmap = plt.get_cmap("gist_ncar" if len(classes) > 20 else "tab20")
     fig, ax = plt.subplots(figsize=(7, 6))
     for i, label in enumerate(classes):
@@ -76,11 +66,7 @@ def save_latent_projection(vectors, labels, path, method: str = "pca", title: st
     ax.set_xticks([])
     ax.set_yticks([])
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
-    plt.close(fig)
-    return path
+    return save_png(fig, path, dpi=dpi)
 
 
 def save_confusion_matrix(matrix, labels, path) -> Path:

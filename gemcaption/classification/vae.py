@@ -18,6 +18,7 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
+from ..errors import ConfigError
 from .keras_parts import PrebuiltPartsMixin, softmax_head
 
 PACKAGE = "gemcaption"
@@ -58,7 +59,7 @@ def build_augmentation(rotation: float = 0.1, zoom: float = 0.1, seed=None) -> k
 def _check_size(image_size: int, filters) -> int:
     factor = 2 ** len(filters)
     if image_size % factor:
-        raise ValueError(f"image_size {image_size} must be divisible by 2**len(filters) = {factor}")
+        raise ConfigError(f"image_size {image_size} must be divisible by 2**len(filters) = {factor}")
     return image_size // factor
 
 
@@ -113,7 +114,7 @@ class VAEClassifierModel(PrebuiltPartsMixin, keras.Model):
         filters = tuple(int(f) for f in filters)
         _check_size(int(image_size), filters)
         if num_classes < 2:
-            raise ValueError(f"need at least 2 classes, got {num_classes}")
+            raise ConfigError(f"need at least 2 classes, got {num_classes}")
         self.num_classes = int(num_classes)
         self.image_size = int(image_size)
         self.latent_dim = int(latent_dim)

@@ -6,14 +6,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ModelError
-from .base import check_images, check_labels, read_model_file, register_model, write_model_file
+from ..errors import ConfigError, ModelError
+from .base import SavedModel, check_images, check_labels, read_model_file
 
 KERAS_FILE = "vae.keras"
 
 
-@register_model("vae")
-class VAEClassifier:
+class VAEClassifier(SavedModel):
     """The seed's VAE classifier with the array interface of every gemcaption classifier.
 
     ``classifier_mode="joint"`` trains reconstruction + beta * KL + classifier_weight * CE together;
@@ -22,12 +21,14 @@ class VAEClassifier:
     ``patience`` epochs, at most ``epochs`` epochs (100 by default, as in the seed).
     """
 
+    kind = "vae"
+
     def __init__(self, image_size=128, latent_dim=64, filters=(32, 64, 128, 128), beta=1.0,
                  classifier_weight=1.0, classifier_mode="joint", classifier_hidden=128,
                  dropout=0.3, augment=True, rotation=0.1, zoom=0.1, epochs=100, patience=15,
                  batch_size=32, learning_rate=1e-3, head_epochs=200, seed=0, progress=False):
         if classifier_mode not in ("joint", "after"):
-            raise ValueError(f"classifier_mode must be 'joint' or 'after', got {classifier_mode!r}")
+            raise ConfigError(f"classifier_mode must be 'joint' or 'after', got {classifier_mode!r}")
         self.image_size = int(image_size)
         self.latent_dim = int(latent_dim)
         self.filters = tuple(int(f) for f in filters)
@@ -48,7 +49,8 @@ class VAEClassifier:
         self.progress = progress
         self.model = None
 
-    def config(self) -> dict:
+    def get_config(self) -> dict:
+        """The constructor arguments (JSON-able) that rebuild this model untrained."""
         names = ("image_size", "latent_dim", "beta", "classifier_weight", "classifier_mode",
                  "classifier_hidden", "dropout", "augment", "rotation", "zoom", "epochs",
                  "patience", "batch_size", "learning_rate", "head_epochs", "seed")
@@ -142,26 +144,24 @@ class VAEClassifier:
                  for i in range(0, len(images), batch_size)]
         return np.clip(np.rint(np.concatenate(parts) * 255), 0, 255).astype(np.uint8)
 
-    def save(self, directory) -> Path:
-        """``model.json`` and the Keras model as ``vae.keras``."""
-        model = self._require_model()
-        path = write_model_file(directory, self.kind, self.config(),
-                                {"num_classes": model.num_classes})
-        model.save(path / KERAS_FILE)
-        return path
+    def write_files(self, path: Path) -> None:
+        """The Keras model as ``vae.keras``, into the existing directory ``path``."""
+        self._require_model().save(path / KERAS_FILE)
 
     @classmethod
     def load(cls, directory):
         """Rebuild from a directory written by :meth:`save`."""
         import keras
 
-        from . import vae  # noqa: F401  registers the serializable classes
+        from .vae import Sampling, VAEClassifierModel
 
         payload = read_model_file(directory)
         config = dict(payload["config"])
         wrapper = cls(**config)
+        custom = {"gemcaption>VAEClassifierModel": VAEClassifierModel, "gemcaption>Sampling": Sampling}
         try:
-            wrapper.model = keras.saving.load_model(Path(directory) / KERAS_FILE, safe_mode=True)
+            wrapper.model = keras.saving.load_model(Path(directory) / KERAS_FILE, custom_objects=custom,
+                                                    safe_mode=True)
         except (OSError, ValueError) as exc:
             raise ModelError(f"{directory}: cannot read the VAE ({exc})") from exc
         return wrapper

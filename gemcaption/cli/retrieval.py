@@ -5,7 +5,8 @@ import json
 import sys
 from pathlib import Path
 
-from ..errors import GemcaptionError, ModelError
+from ..errors import ConfigError, DatasetError, ModelError
+from .captioning import add_sampler_options, sampler_from_args
 
 
 def register(subparsers):
@@ -21,7 +22,7 @@ def register(subparsers):
     p.add_argument("--split", default=None, help="index only this split of --data (default: all of it)")
     p.add_argument("--out", required=True, help="index directory to write")
     p.add_argument("--factory", default="auto", help="'auto' or a FAISS index-factory string, e.g. HNSW32")
-    p.add_argument("--beam", type=int, default=1, help="beam width for captioning (1 = greedy)")
+    add_sampler_options(p)  # --beam, --length-penalty, --min-length, --max-length: how images are captioned
     p.add_argument("--dim", type=int, default=256, help="caption embedding dimension (TF-IDF + SVD)")
     p.add_argument("--no-references", action="store_true", help="embed only generated captions, not the dataset's")
     p.add_argument("--hybrid", type=float, default=0.0, metavar="W",
@@ -75,23 +76,24 @@ def _say(args, message: str) -> None:
 
 def _load_captioner(model_dir):
     from ..captioning.captioner import Captioner
+    from ..captioning.saving import is_captioner_directory
 
     model_dir = Path(model_dir)
-    if not (model_dir / "config.json").is_file():
-        raise ModelError(f"{model_dir}: not a gemcaption model directory (no config.json)")
+    if not is_captioner_directory(model_dir):
+        raise ModelError(f"{model_dir}: not a gemcaption model directory (no manifest.json or config.json)")
     return Captioner.load(model_dir)
 
 
 def image_files(folder) -> list[str]:
     """Image files below ``folder`` (by extension), sorted."""
-    from ..retrieval.queries import IMAGE_EXTENSIONS
+    from ..data.images import has_image_extension
 
     folder = Path(folder)
     if not folder.is_dir():
-        raise GemcaptionError(f"{folder}: not a folder")
-    files = sorted(str(p) for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+        raise ConfigError(f"{folder}: not a folder")
+    files = sorted(str(p) for p in folder.rglob("*") if p.is_file() and has_image_extension(p))
     if not files:
-        raise GemcaptionError(f"{folder}: no image files found")
+        raise DatasetError(f"{folder}: no image files found")
     return files
 
 
@@ -107,9 +109,10 @@ def build(args) -> int:
     from ..retrieval.embedders import build_embedder
     from ..retrieval.retriever import Retriever
 
+    sampler = sampler_from_args(args)  # a bad value fails before the model loads
     captioner = _load_captioner(args.model)
     retriever = Retriever(captioner, build_embedder(dim=args.dim), model_dir=args.model, index_factory=args.factory,
-                          beam_width=args.beam, use_references=not args.no_references, hybrid_weight=args.hybrid,
+                          sampler=sampler, use_references=not args.no_references, hybrid_weight=args.hybrid,
                           batch_size=args.batch_size, progress=not args.quiet)
     if args.images:
         retriever.build(image_files(args.images))
@@ -119,7 +122,7 @@ def build(args) -> int:
         dataset = load_dataset(args.data)
         part = dataset.split(args.split) if args.split else dataset
         if len(part) == 0:
-            raise GemcaptionError(f"dataset {args.data!r} has no images in split {args.split!r}")
+            raise DatasetError(f"dataset {args.data!r} has no images in split {args.split!r}")
         retriever.build(part, fit_texts=training_captions(dataset))
     retriever.save(args.out)
     _say(args, f"indexed {len(retriever)} images ({retriever.index.factory if retriever.index else 'empty'})")
@@ -154,8 +157,11 @@ def info(args) -> int:
     from ..retrieval.retriever import Retriever
 
     retriever = Retriever.load(args.index, progress=False)
+    from ..retrieval.retriever import FORMAT
+
     print(json.dumps({"images": len(retriever), "index": retriever.index.factory if retriever.index else None,
-                      **retriever.settings()}, indent=1, ensure_ascii=False))
+                      "format": FORMAT, "format_version": retriever.format_version, **retriever.get_config()},
+                     indent=1, ensure_ascii=False))
     return 0
 
 
@@ -163,7 +169,7 @@ def search(args) -> int:
     from ..retrieval.retriever import Retriever
 
     if args.k < 1:
-        raise GemcaptionError("-k must be at least 1")
+        raise ConfigError("-k must be at least 1")
     retriever = Retriever.load(args.index, model_dir=args.model, progress=not args.quiet)
     hits = retriever.search_image(args.image, args.k) if args.image else retriever.search_text(args.text, args.k)
     rows = [{"id": h.id, "image": h.image, "score": round(h.score, 6), "caption": h.caption} for h in hits]

@@ -1,7 +1,7 @@
 """Caption embedders: turn captions into dense, L2-normalised vectors for the FAISS index.
 
-Two kinds, both saved as JSON + ``.npy`` files (never pickles, so loading an index runs no code
-from it):
+Two kinds, listed in :data:`EMBEDDERS`, both saved as JSON + ``.npy`` files (never pickles, so
+loading an index runs no code from it):
 
 * :class:`TfidfSvdEmbedder` (``"tfidf_svd"``, the default): TF-IDF over :func:`gemcaption.text.tokenize`
   words (and optionally word n-grams), reduced with a truncated SVD to ``dim`` (256) dimensions and
@@ -12,22 +12,42 @@ from it):
   token embedding table of a trained caption decoder.
 
 The cosine of two embeddings is their dot product. A caption with no known word embeds to zeros.
+:func:`embed_groups` gives one vector per group of captions (an image's generated and reference
+captions): the normalised mean of their embeddings.
+
+An embedder directory holds ``manifest.json`` (format ``gemcaption-embedder``, version 2, ``kind``,
+``config`` = :meth:`get_config` plus what rebuilding needs), a JSON list of terms and ``.npy``
+arrays, written atomically by ``save``. Directories of the previous release (``embedder.json``,
+format version 1) still load.
 """
 from __future__ import annotations
 
-import json
 import math
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import GemcaptionError, ModelError
+from ..errors import ConfigError, GemcaptionError, ModelError, UnknownNameError
+from ..persistence import (
+    has_manifest,
+    read_json,
+    read_manifest,
+    resolve_directory,
+    save_directory,
+    write_json,
+    write_manifest,
+)
+from ..registry import Registry
 from ..text import tokenize
 
-EMBEDDER_FILE = "embedder.json"
+FORMAT = "gemcaption-embedder"
+FORMAT_VERSION = 2
+LEGACY_EMBEDDER_FILE = "embedder.json"  # format version 1
+TERMS_FILE = "terms.json"
 DEFAULT_DIM = 256
-SVD_ITERATIONS = 4  # randomized SVD power iterations (on Flickr8k: 7 explains 0.529 of variance, 4 0.527, in half the time)
+# randomized SVD power iterations (on Flickr8k: 7 explain 0.529 of the variance, 4 explain 0.527, in half the time)
+SVD_ITERATIONS = 4
 
 
 def l2_normalize(vectors: np.ndarray) -> np.ndarray:
@@ -48,8 +68,27 @@ def word_ngrams(text: str, ngram_max: int = 1) -> list[str]:
 
 def _as_text_list(texts) -> list[str]:
     if isinstance(texts, str):
-        raise GemcaptionError("expected a list of captions, got a single string")
+        raise ConfigError("expected a list of captions, got a single string")
     return [str(t) for t in texts]
+
+
+def _load_array(path: Path) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"damaged: {path} ({exc})") from None
+
+
+def embed_groups(embedder, groups: list[list[str]]) -> np.ndarray:
+    """One row per group of captions: the L2-normalised mean of their embeddings (float32)."""
+    groups = [list(group) for group in groups]
+    if not groups:
+        return np.zeros((0, embedder.dim), np.float32)
+    if not all(groups):
+        raise ConfigError("every group needs at least one caption")
+    flat = embedder.transform([text for group in groups for text in group])
+    bounds = np.cumsum([0] + [len(group) for group in groups])
+    return l2_normalize(np.stack([flat[a:b].mean(axis=0) for a, b in zip(bounds[:-1], bounds[1:])]))
 
 
 class TfidfSvdEmbedder:
@@ -63,7 +102,7 @@ class TfidfSvdEmbedder:
 
     def __init__(self, dim: int = DEFAULT_DIM, ngram_max: int = 1, min_df: int = 1, seed: int = 0):
         if dim < 1 or ngram_max < 1 or min_df < 1:
-            raise GemcaptionError("dim, ngram_max and min_df must be positive")
+            raise ConfigError("dim, ngram_max and min_df must be positive")
         self.requested_dim = int(dim)
         self.ngram_max = int(ngram_max)
         self.min_df = int(min_df)
@@ -82,16 +121,18 @@ class TfidfSvdEmbedder:
             return int(self.components.shape[0])
         return len(self.vocabulary) if self.fitted else self.requested_dim
 
-    def config(self) -> dict:
+    def get_config(self) -> dict:
         """JSON-able settings identifying this embedder."""
         return {"kind": self.kind, "dim": self.dim, "requested_dim": self.requested_dim,
                 "ngram_max": self.ngram_max, "min_df": self.min_df, "seed": self.seed,
                 "n_terms": len(self.vocabulary)}
 
+    config = get_config  # the name it had
+
     def _analyze(self, text: str) -> list[str]:
         return word_ngrams(text, self.ngram_max)
 
-    def fit(self, texts) -> "TfidfSvdEmbedder":
+    def fit(self, texts) -> TfidfSvdEmbedder:
         """Learn vocabulary, idf weights and SVD components from ``texts`` (training captions)."""
         from sklearn.decomposition import TruncatedSVD
         from sklearn.feature_extraction.text import TfidfVectorizer
@@ -143,25 +184,28 @@ class TfidfSvdEmbedder:
             return l2_normalize(matrix.toarray())
         return l2_normalize(np.asarray(matrix @ self.components.T))
 
-    def save(self, directory) -> None:
-        """Write ``embedder.json`` (settings, vocabulary), ``idf.npy`` and ``components.npy``."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        terms = sorted(self.vocabulary, key=self.vocabulary.get)
-        payload = {**self.config(), "terms": terms}
-        (directory / EMBEDDER_FILE).write_text(json.dumps(payload, ensure_ascii=False), encoding="utf-8")
+    def save(self, directory) -> Path:
+        """Write the manifest, ``terms.json`` (the vocabulary in column order), ``idf.npy`` and
+        ``components.npy`` into ``directory``, atomically."""
+        return save_embedder(self, directory)
+
+    def write_files(self, directory: Path) -> None:
+        """The files of :meth:`save` (without the manifest), into the existing ``directory``."""
+        write_json(directory / TERMS_FILE, sorted(self.vocabulary, key=lambda term: self.vocabulary[term]))
         np.save(directory / "idf.npy", self.idf)
         if self.components is not None:
             np.save(directory / "components.npy", self.components)
 
     @classmethod
-    def from_files(cls, directory: Path, payload: dict) -> "TfidfSvdEmbedder":
-        embedder = cls(dim=payload["requested_dim"], ngram_max=payload["ngram_max"],
-                       min_df=payload["min_df"], seed=payload.get("seed", 0))
-        embedder.vocabulary = {term: i for i, term in enumerate(payload["terms"])}
-        embedder.idf = np.load(directory / "idf.npy", allow_pickle=False).astype(np.float32)
+    def from_files(cls, directory: Path, config: dict, terms: list[str] | None = None) -> TfidfSvdEmbedder:
+        """Rebuild from ``config`` and the arrays of ``directory``; ``terms`` default to ``terms.json``."""
+        embedder = cls(dim=config["requested_dim"], ngram_max=config["ngram_max"],
+                       min_df=config["min_df"], seed=config.get("seed", 0))
+        terms = read_json(directory / TERMS_FILE) if terms is None else terms
+        embedder.vocabulary = {str(term): i for i, term in enumerate(terms)}
+        embedder.idf = _load_array(directory / "idf.npy").astype(np.float32)
         components = directory / "components.npy"
-        embedder.components = np.load(components, allow_pickle=False) if components.exists() else None
+        embedder.components = _load_array(components) if components.exists() else None
         if len(embedder.idf) != len(embedder.vocabulary):
             raise ModelError(f"{directory}: embedder vocabulary and idf sizes differ")
         return embedder
@@ -179,7 +223,7 @@ class MeanTokenEmbedder:
     def __init__(self, words: list[str], vectors: np.ndarray, center: bool = True):
         vectors = np.asarray(vectors, dtype=np.float32)
         if vectors.ndim != 2 or vectors.shape[0] != len(words):
-            raise GemcaptionError("mean_tokens embedder: need one vector per word")
+            raise ConfigError("mean_tokens embedder: need one vector per word")
         self.words = list(words)
         self.index = {w: i for i, w in enumerate(self.words)}
         self.vectors = vectors - vectors.mean(axis=0, keepdims=True) if center else vectors
@@ -191,11 +235,15 @@ class MeanTokenEmbedder:
     def dim(self) -> int:
         return int(self.vectors.shape[1])
 
-    def config(self) -> dict:
-        return {"kind": self.kind, "dim": self.dim, "n_terms": len(self.words), "center": self.center}
+    def get_config(self) -> dict:
+        """JSON-able settings identifying this embedder."""
+        return {"kind": self.kind, "dim": self.dim, "n_terms": len(self.words), "center": self.center,
+                "fitted": self.fitted}
+
+    config = get_config  # the name it had
 
     @classmethod
-    def from_captioner(cls, captioner) -> "MeanTokenEmbedder":
+    def from_captioner(cls, captioner) -> MeanTokenEmbedder:
         """The trained decoder's token embedding table (``decoder.token_embedding``) and vocabulary."""
         getter = getattr(captioner, "token_embeddings", None)
         if getter is not None:
@@ -208,7 +256,7 @@ class MeanTokenEmbedder:
         vectors = np.asarray(layer.embeddings.numpy() if hasattr(layer.embeddings, "numpy") else layer.embeddings)
         return cls(list(vocabulary.words), vectors)
 
-    def fit(self, texts) -> "MeanTokenEmbedder":
+    def fit(self, texts) -> MeanTokenEmbedder:
         """Learn smoothed idf weights of the words from ``texts``."""
         texts = _as_text_list(texts)
         df = Counter(w for t in texts for w in set(tokenize(t)))
@@ -228,43 +276,84 @@ class MeanTokenEmbedder:
                 out[row] = (weights[:, None] * self.vectors[ids]).sum(axis=0) / weights.sum()
         return l2_normalize(out)
 
-    def save(self, directory) -> None:
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        payload = {**self.config(), "words": self.words, "fitted": self.fitted}
-        (directory / EMBEDDER_FILE).write_text(json.dumps(payload, ensure_ascii=False), encoding="utf-8")
+    def save(self, directory) -> Path:
+        """Write the manifest, ``terms.json`` (the words), ``vectors.npy`` and ``idf.npy``, atomically."""
+        return save_embedder(self, directory)
+
+    def write_files(self, directory: Path) -> None:
+        """The files of :meth:`save` (without the manifest), into the existing ``directory``."""
+        write_json(directory / TERMS_FILE, self.words)
         np.save(directory / "vectors.npy", self.vectors)
         np.save(directory / "idf.npy", self.idf)
 
     @classmethod
-    def from_files(cls, directory: Path, payload: dict) -> "MeanTokenEmbedder":
-        embedder = cls(payload["words"], np.load(directory / "vectors.npy", allow_pickle=False), center=False)
-        embedder.center = payload.get("center", True)
-        embedder.idf = np.load(directory / "idf.npy", allow_pickle=False).astype(np.float32)
-        embedder.fitted = bool(payload.get("fitted", True))
+    def from_files(cls, directory: Path, config: dict, terms: list[str] | None = None) -> MeanTokenEmbedder:
+        """Rebuild from ``config`` and the arrays of ``directory``; ``terms`` default to ``terms.json``."""
+        words = read_json(directory / TERMS_FILE) if terms is None else terms
+        embedder = cls([str(w) for w in words], _load_array(directory / "vectors.npy"), center=False)
+        embedder.center = config.get("center", True)
+        embedder.idf = _load_array(directory / "idf.npy").astype(np.float32)
+        embedder.fitted = bool(config.get("fitted", True))
         return embedder
 
 
-EMBEDDERS = {TfidfSvdEmbedder.kind: TfidfSvdEmbedder, MeanTokenEmbedder.kind: MeanTokenEmbedder}
+EMBEDDERS: Registry = Registry("caption embedder")
+EMBEDDERS.register(TfidfSvdEmbedder.kind, TfidfSvdEmbedder, aliases=("tfidf",))
+EMBEDDERS.register(MeanTokenEmbedder.kind, MeanTokenEmbedder)
 
 
 def build_embedder(kind: str = "tfidf_svd", **settings):
-    """A new, unfitted embedder. ``kind``: ``"tfidf_svd"`` (settings: dim, ngram_max, min_df)."""
-    if kind not in EMBEDDERS:
-        raise GemcaptionError(f"unknown caption embedder {kind!r}; choose from {sorted(EMBEDDERS)}")
-    if kind == MeanTokenEmbedder.kind:
-        raise GemcaptionError("build a mean_tokens embedder with MeanTokenEmbedder.from_captioner(captioner)")
-    return EMBEDDERS[kind](**settings)
+    """A new, unfitted embedder. ``kind``: ``"tfidf_svd"`` (settings: dim, ngram_max, min_df).
+    An unknown kind raises :class:`~gemcaption.errors.UnknownNameError` listing the kinds."""
+    embedder_class = EMBEDDERS.get(kind)
+    if embedder_class is MeanTokenEmbedder:
+        raise ConfigError("build a mean_tokens embedder with MeanTokenEmbedder.from_captioner(captioner)")
+    return embedder_class(**settings)
+
+
+def save_embedder(embedder, directory) -> Path:
+    """``embedder``'s files and manifest written atomically to ``directory`` (what ``save`` does)."""
+    return save_directory(directory, FORMAT, FORMAT_VERSION, embedder.kind, embedder.get_config(),
+                          embedder.write_files)
+
+
+def write_embedder(embedder, directory) -> Path:
+    """``embedder``'s files and manifest written into a new ``directory`` inside a directory that is
+    itself being saved atomically (an index's staging directory): no second atomic swap."""
+    directory = Path(directory)
+    if not hasattr(embedder, "write_files"):  # an embedder class of its own, with only save()
+        embedder.save(directory)
+        return directory
+    directory.mkdir(parents=True)
+    embedder.write_files(directory)
+    write_manifest(directory, FORMAT, FORMAT_VERSION, embedder.kind, embedder.get_config())
+    return directory
+
+
+def _embedder_class(directory: Path, kind):
+    try:
+        return EMBEDDERS.get(str(kind))
+    except UnknownNameError as exc:
+        raise ModelError(f"{directory}: {exc}") from None
 
 
 def load_embedder(directory):
-    """Read an embedder written by ``save(directory)`` (JSON + .npy only, no pickles)."""
-    directory = Path(directory)
+    """Read an embedder written by ``save(directory)`` (JSON + .npy only, no pickles), or by the
+    previous release (``embedder.json``). ModelError when missing, damaged or of an unknown version."""
+    directory = resolve_directory(directory, must_exist=False)
+    if has_manifest(directory):
+        manifest = read_manifest(directory, FORMAT, (FORMAT_VERSION,))
+        kind, config, terms = manifest.kind, manifest.config, None
+    elif (directory / LEGACY_EMBEDDER_FILE).is_file():
+        config = read_json(directory / LEGACY_EMBEDDER_FILE)
+        if not isinstance(config, dict):
+            raise ModelError(f"damaged: {directory / LEGACY_EMBEDDER_FILE}")
+        kind = config.get("kind")
+        terms = config.get("words" if kind == MeanTokenEmbedder.kind else "terms")
+    else:
+        raise ModelError(f"{directory}: no caption embedder here (no manifest.json)")
+    embedder_class = _embedder_class(directory, kind)
     try:
-        payload = json.loads((directory / EMBEDDER_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"{directory}: no readable caption embedder ({exc})") from exc
-    kind = payload.get("kind")
-    if kind not in EMBEDDERS:
-        raise ModelError(f"{directory}: unknown caption embedder kind {kind!r}")
-    return EMBEDDERS[kind].from_files(directory, payload)
+        return embedder_class.from_files(directory, config, terms)
+    except (KeyError, TypeError) as exc:
+        raise ModelError(f"damaged: {directory} (embedder settings lack {exc})") from None

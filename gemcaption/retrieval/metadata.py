@@ -1,7 +1,8 @@
 """What the index knows about each image, kept in memory and saved as one SQLite file.
 
 Tables: ``items`` (id, image path, content hash, generated caption, reference captions as a JSON
-list, label) and ``settings`` (key -> JSON value: retriever settings, captioner reference, ...).
+list, label) and ``settings`` (key -> JSON value): ``next_id`` and, in indexes of format version 1
+only, the retriever settings (version 2 keeps those in the index's ``manifest.json``).
 """
 from __future__ import annotations
 
@@ -59,8 +60,8 @@ class MetadataStore:
             self.by_hash.pop(record.content_hash, None)
         return record
 
-    def write(self, path: Path, settings: dict) -> None:
-        """Write every record and ``settings`` into a new SQLite file at ``path``."""
+    def write(self, path: Path, settings: dict | None = None) -> None:
+        """Write every record, ``next_id`` and ``settings`` into a new SQLite file at ``path``."""
         connection = sqlite3.connect(str(path))
         try:
             connection.executescript(SCHEMA)
@@ -68,7 +69,7 @@ class MetadataStore:
                 "INSERT INTO items VALUES (?, ?, ?, ?, ?, ?)",
                 ((r.id, r.image, r.content_hash, r.caption, json.dumps(list(r.references), ensure_ascii=False),
                   r.label) for r in self.records.values()))
-            settings = {**settings, "next_id": self.next_id}
+            settings = {**(settings or {}), "next_id": self.next_id}
             connection.executemany("INSERT INTO settings VALUES (?, ?)",
                                    ((k, json.dumps(v, ensure_ascii=False)) for k, v in settings.items()))
             connection.commit()
@@ -76,7 +77,7 @@ class MetadataStore:
             connection.close()
 
     @classmethod
-    def read(cls, path: Path) -> tuple["MetadataStore", dict]:
+    def read(cls, path: Path) -> tuple[MetadataStore, dict]:
         """The store and the settings saved by :meth:`write`."""
         if not Path(path).is_file():
             raise ModelError(f"{path}: index metadata not found")

@@ -13,25 +13,41 @@ its reference captions. Scores are cosine similarities. With ``hybrid_weight=w >
 query's score is ``(1 - w) * caption cosine + w * visual cosine`` (centred, normalised mean-pooled
 encoder features): the cosine of the two vectors concatenated with weights ``sqrt(1-w), sqrt(w)``.
 How a ``str`` query is told apart from a path is described in :mod:`gemcaption.retrieval.queries`.
+
+Saved index directory (format ``gemcaption-index`` version 2, written atomically)::
+
+    manifest.json       format, version, kind "retriever", config (:meth:`Retriever.get_config`:
+                        settings, embedder, captioner reference, vector index state), sha256 of files
+    metadata.sqlite     the records and the next free id
+    embedder/           the caption embedder (its own manifest)
+    text_ids.npy, text_vectors.npy, index.faiss     the caption vectors and their FAISS index
+    visual_ids.npy, visual_vectors.npy, visual_mean.npy   with hybrid_weight > 0
+
+Indexes of the previous release (format version 1: settings in SQLite's ``settings`` table and an
+``index.json``, no manifest) still load.
 """
 from __future__ import annotations
 
-import json
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
-from ..persistence import atomic_directory, resolve_directory
-from .embedders import build_embedder, l2_normalize, load_embedder
-from ..errors import GemcaptionError, ImageError, ModelError
+from ..captioning.samplers import Sampler, resolve_sampler, serialize_sampler
+from ..errors import ConfigError, ImageError, ModelError
+from ..persistence import has_manifest, read_json, read_manifest, resolve_directory, save_directory
+from .embedders import build_embedder, embed_groups, l2_normalize, load_embedder, write_embedder
 from .metadata import MetadataStore, Record
-from .vector_index import VectorIndex, VectorTable
 from .queries import is_batch, is_image_query
+from .vector_index import VectorIndex, VectorTable
 
 FORMAT = "gemcaption-index"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+LEGACY_FORMAT_VERSION = 1  # settings in SQLite, vector index settings in index.json
+KIND = "retriever"
+METADATA_FILE = "metadata.sqlite"
 HYBRID_CANDIDATES = 100
 
 
@@ -84,23 +100,30 @@ class Retriever:
     """
 
     def __init__(self, captioner=None, embedder=None, *, model_dir=None, index_factory: str = "auto",
-                 search_params: str = "", beam_width: int = 1, use_references: bool = True,
-                 hybrid_weight: float = 0.0, batch_size: int = 32, progress: bool = True):
+                 search_params: str = "", beam_width: int | None = None, use_references: bool = True,
+                 hybrid_weight: float = 0.0, batch_size: int = 32, progress: bool = True,
+                 sampler: str | Sampler | dict | None = None):
         if not 0.0 <= hybrid_weight < 1.0:
-            raise GemcaptionError("hybrid_weight must be in [0, 1)")
-        if beam_width < 1 or batch_size < 1:
-            raise GemcaptionError("beam_width and batch_size must be at least 1")
+            raise ConfigError("hybrid_weight must be in [0, 1)")
+        if batch_size < 1:
+            raise ConfigError("batch_size must be at least 1")
+        self.sampler: Sampler = resolve_sampler(sampler, beam_width)  # how images are captioned
         self._captioner = captioner
         model_dir = model_dir or getattr(captioner, "model_dir", None)
         self.model_dir = str(Path(model_dir).absolute()) if model_dir else None
         self.embedder = embedder if embedder is not None else build_embedder()
         self.index_factory, self.search_params = index_factory, search_params
-        self.beam_width, self.use_references = int(beam_width), bool(use_references)
+        self.use_references = bool(use_references)
         self.hybrid_weight, self.batch_size, self.progress = float(hybrid_weight), int(batch_size), progress
         self.metadata = MetadataStore()
         self.index: VectorIndex | None = None
         self.visual: VectorTable | None = None
         self.visual_mean: np.ndarray | None = None
+
+    @property
+    def beam_width(self) -> int:
+        """The beam width of :attr:`sampler` (1 for greedy search)."""
+        return int(getattr(self.sampler, "width", 1))
 
     # -- state -------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -133,13 +156,13 @@ class Retriever:
         self.metadata, self.index, self.visual, self.visual_mean = MetadataStore(), None, None, None
 
     # -- building ----------------------------------------------------------------------------
-    def fit_embedder(self, texts) -> "Retriever":
+    def fit_embedder(self, texts) -> Retriever:
         """Fit the caption embedder on ``texts`` (the training captions); clears the index."""
         self.embedder.fit(list(texts))
         self.clear()
         return self
 
-    def build(self, data, *, fit_texts=None, captions=None, labels=None) -> "Retriever":
+    def build(self, data, *, fit_texts=None, captions=None, labels=None) -> Retriever:
         """Index ``data`` from scratch: a Dataset, Samples, or image sources (with optional
         per-image reference ``captions`` and ``labels``). The embedder is fitted on ``fit_texts``
         when given, else (if not fitted yet) on the indexed images' captions."""
@@ -177,14 +200,14 @@ class Retriever:
         texts = [[generated[i]] + (list(items[firsts[i]][1]) if self.use_references else []) for i in kept]
         if not self.embedder.fitted:
             self.embedder.fit([t for group in texts for t in group])
-        vectors = self._embed_groups(texts)
+        vectors = embed_groups(self.embedder, texts)
         features = self._visual_features([items[firsts[i]][0] for i in kept]) if self.hybrid_weight else None
         ids = list(range(self.metadata.next_id, self.metadata.next_id + len(kept)))
         digests = list(new)
         for item_id, i in zip(ids, kept):
             source, refs, label = items[firsts[i]]
             path = str(Path(source).absolute()) if isinstance(source, (str, Path)) else None
-            self.metadata.add(Record(item_id, path, digests[i], generated[i], tuple(refs), label))
+            self.metadata.add(Record(item_id, path, digests[i], cast(str, generated[i]), tuple(refs), label))
             for pos in new[digests[i]]:
                 result[pos] = item_id
         if self.index is None:
@@ -213,7 +236,7 @@ class Retriever:
         for start in tqdm(steps, desc="Captioning", unit="batch", disable=not self.progress or len(steps) < 2):
             batch = sources[start:start + self.batch_size]
             try:
-                out = list(self.captioner.caption(batch, beam_width=self.beam_width))
+                out = list(self.captioner.caption(batch, sampler=self.sampler))
             except ImageError:
                 out = [self._caption_one(source) for source in batch]
             for source, text in zip(batch, out):
@@ -224,15 +247,9 @@ class Retriever:
 
     def _caption_one(self, source) -> str | None:
         try:
-            return self.captioner.caption([source], beam_width=self.beam_width)[0]
+            return self.captioner.caption([source], sampler=self.sampler)[0]
         except ImageError:
             return None
-
-    def _embed_groups(self, groups: list[list[str]]) -> np.ndarray:
-        """One vector per group of captions: the normalised mean of their embeddings."""
-        flat = self.embedder.transform([t for group in groups for t in group])
-        bounds = np.cumsum([0] + [len(g) for g in groups])
-        return l2_normalize(np.stack([flat[a:b].mean(axis=0) for a, b in zip(bounds[:-1], bounds[1:])]))
 
     def _visual_features(self, sources: list) -> np.ndarray:
         feats = np.asarray(self.captioner.image_features(sources), np.float32)
@@ -264,6 +281,7 @@ class Retriever:
         """Hits for a text query (or one list per text for a list of texts)."""
         single = isinstance(text, str)
         texts = [text] if single else [str(t) for t in text]
+        results: list[list[Hit]]
         if not self._searchable():
             results = [[] for _ in texts]
         else:
@@ -278,16 +296,17 @@ class Retriever:
         single = not is_batch(image)
         images = [image] if single else list(image)
         decoded = [load_image(source) for source in images]  # ImageError names the bad one
+        results: list[list[Hit]]
         if not self._searchable():
             results = [[] for _ in images]
         else:
             sources = [s if isinstance(s, (str, Path)) else d for s, d in zip(images, decoded)]
-            captions = self.captioner.caption(sources, beam_width=self.beam_width)
+            captions = self.captioner.caption(sources, sampler=self.sampler)
             for source, text in zip(images, captions):
                 if text is None:
                     raise ImageError(f"{_source_name(source)}: not a readable image")
             visual = None
-            if self.hybrid_weight and self.visual is not None and len(self.visual):
+            if self.hybrid_weight and self.visual is not None and self.visual_mean is not None and len(self.visual):
                 visual = l2_normalize(np.asarray(self.captioner.image_features(sources), np.float32)
                                       - self.visual_mean)
             results = self._search_vectors(self.embedder.transform(captions), k, visual)
@@ -297,6 +316,8 @@ class Retriever:
         return self.index is not None and len(self.metadata) > 0 and self.embedder.fitted
 
     def _search_vectors(self, queries: np.ndarray, k: int, visual: np.ndarray | None = None) -> list[list[Hit]]:
+        if self.index is None:
+            return [[] for _ in queries]
         if visual is None:
             found = self.index.search(queries, k)
         else:
@@ -304,14 +325,17 @@ class Retriever:
         return [[self._hit(i, s) for i, s in hits] for hits in found]
 
     def _hybrid(self, query: np.ndarray, visual: np.ndarray, k: int) -> list[tuple[int, float]]:
+        index, table = self.index, self.visual
+        if index is None or table is None:
+            return []
         n = max(k, HYBRID_CANDIDATES)
-        candidates = {i for i, _ in self.index.search(query[None], n)[0]}
-        visual_scores = self.visual.vectors @ visual
+        candidates = {i for i, _ in index.search(query[None], n)[0]}
+        visual_scores = table.vectors @ visual
         top = np.argsort(-visual_scores)[:n]
-        candidates.update(int(self.visual.ids[j]) for j in top)
-        ids = [i for i in candidates if i in self.visual and i in self.index.table]
+        candidates.update(int(table.ids[j]) for j in top)
+        ids = [i for i in candidates if i in table and i in index.table]
         w = self.hybrid_weight
-        scores = (1 - w) * (self.index.table.get(ids) @ query) + w * (self.visual.get(ids) @ visual)
+        scores = (1 - w) * (index.table.get(ids) @ query) + w * (table.get(ids) @ visual)
         order = np.argsort(-scores, kind="stable")[:k]
         return [(ids[j], float(scores[j])) for j in order]
 
@@ -320,47 +344,64 @@ class Retriever:
         return Hit(item_id, r.image, float(score), r.caption, r.references, r.label)
 
     # -- persistence ---------------------------------------------------------------------------
-    def settings(self) -> dict:
-        """JSON-able settings saved with the index (and the captioner reference)."""
-        config = None
-        if self.model_dir and Path(self.model_dir, "config.json").is_file():
-            config = json.loads(Path(self.model_dir, "config.json").read_text(encoding="utf-8"))
-        return {"format": FORMAT, "format_version": FORMAT_VERSION, "index_factory": self.index_factory,
-                "search_params": self.search_params, "beam_width": self.beam_width,
-                "use_references": self.use_references, "hybrid_weight": self.hybrid_weight,
-                "batch_size": self.batch_size, "embedder": self.embedder.config(),
-                "captioner": {"model_dir": self.model_dir, "config": config}}
+    def get_config(self) -> dict:
+        """JSON-able settings saved with the index: the retriever's settings, the embedder's, the
+        captioner reference and the vector index state."""
+        return {"index_factory": self.index_factory, "search_params": self.search_params,
+                "beam_width": self.beam_width, "sampler": serialize_sampler(self.sampler),
+                "use_references": self.use_references,
+                "hybrid_weight": self.hybrid_weight, "batch_size": self.batch_size,
+                "embedder": self.embedder.get_config(),
+                "captioner": {"model_dir": self.model_dir, "config": _captioner_description(self.model_dir)},
+                "vector_index": self.index.get_config() if self.index is not None else None}
+
+    settings = get_config  # the name it had
+    format_version = FORMAT_VERSION  # of the directory this retriever was loaded from (set by load and save)
 
     def save(self, directory) -> Path:
-        """Write the index to ``directory`` atomically (a crash mid-save keeps the old one):
-        ``metadata.sqlite``, ``index.faiss`` + vectors, ``embedder/`` (JSON + .npy), ``visual_*.npy``."""
-        with atomic_directory(directory) as staged:
-            self.metadata.write(staged / "metadata.sqlite", self.settings())
+        """Write the index to ``directory`` atomically (a crash mid-save keeps the old one); the
+        layout is in the module doc."""
+        def write(staged: Path) -> None:
+            self.metadata.write(staged / METADATA_FILE)
             if self.embedder.fitted:
-                self.embedder.save(staged / "embedder")
+                write_embedder(self.embedder, staged / "embedder")
             if self.index is not None:
                 self.index.save(staged)
-            if self.visual is not None:
+            if self.visual is not None and self.visual_mean is not None:
                 self.visual.save(staged, "visual")
                 np.save(staged / "visual_mean.npy", self.visual_mean)
-        return Path(directory)
+
+        path = save_directory(directory, FORMAT, FORMAT_VERSION, KIND, self.get_config(), write)
+        self.format_version = FORMAT_VERSION
+        return path
 
     @classmethod
-    def load(cls, directory, captioner=None, *, model_dir=None, progress: bool = True) -> "Retriever":
-        """An index written by :meth:`save`. The captioner is ``captioner`` if given, else loaded
-        from ``model_dir`` (default: the saved reference) when an image must be captioned."""
+    def load(cls, directory, captioner=None, *, model_dir=None, progress: bool = True) -> Retriever:
+        """An index written by :meth:`save` (or by the previous release). The captioner is
+        ``captioner`` if given, else loaded from ``model_dir`` (default: the saved reference) when
+        an image must be captioned."""
         directory = resolve_directory(directory)
-        metadata, settings = MetadataStore.read(directory / "metadata.sqlite")
-        if settings.get("format") != FORMAT:
-            raise ModelError(f"{directory}: not a gemcaption index")
+        if has_manifest(directory):
+            config = read_manifest(directory, FORMAT, (FORMAT_VERSION,)).config
+            metadata, _ = MetadataStore.read(directory / METADATA_FILE)
+            index_config, version = config.get("vector_index"), FORMAT_VERSION
+        else:
+            metadata, config = _read_legacy_settings(directory)
+            index_config = read_json(directory / "index.json") if (directory / "index.json").is_file() else None
+            version = LEGACY_FORMAT_VERSION
         embedder = load_embedder(directory / "embedder") if (directory / "embedder").is_dir() else None
-        self = cls(captioner, embedder, model_dir=model_dir or settings["captioner"]["model_dir"],
-                   index_factory=settings["index_factory"], search_params=settings["search_params"],
-                   beam_width=settings["beam_width"], use_references=settings["use_references"],
-                   hybrid_weight=settings["hybrid_weight"], batch_size=settings["batch_size"], progress=progress)
-        self.metadata = metadata
-        if (directory / "index.json").is_file():
-            self.index = VectorIndex.load(directory)
+        try:
+            self = cls(captioner, embedder, model_dir=model_dir or config["captioner"]["model_dir"],
+                       index_factory=config["index_factory"], search_params=config["search_params"],
+                       sampler=config.get("sampler"),  # older indexes only have beam_width
+                       beam_width=None if config.get("sampler") else config["beam_width"],
+                       use_references=config["use_references"],
+                       hybrid_weight=config["hybrid_weight"], batch_size=config["batch_size"], progress=progress)
+        except (KeyError, TypeError) as exc:
+            raise ModelError(f"damaged: {directory} (index settings lack {exc})") from None
+        self.metadata, self.format_version = metadata, version  # the version read, until saved again
+        if index_config is not None:
+            self.index = VectorIndex.load(directory, index_config)
         if (directory / "visual_ids.npy").is_file():
             self.visual_mean = np.load(directory / "visual_mean.npy", allow_pickle=False)
             self.visual = VectorTable.load(directory, "visual", len(self.visual_mean))
@@ -370,4 +411,33 @@ class Retriever:
 
     def __repr__(self) -> str:
         factory = self.index.factory if self.index is not None else self.index_factory
-        return f"Retriever({len(self)} images, embedder={self.embedder.config()['kind']}, index={factory!r})"
+        return f"Retriever({len(self)} images, embedder={self.embedder.kind}, index={factory!r})"
+
+
+def _captioner_description(model_dir: str | None) -> dict | None:
+    """What the captioner directory says it is (its manifest without checksums, or a version-1
+    ``config.json``), kept in the index so it tells which model captioned it; None if unreadable."""
+    if not model_dir:
+        return None
+    for name in ("manifest.json", "config.json"):
+        path = Path(model_dir, name)
+        if path.is_file():
+            try:
+                payload = read_json(path)
+            except ModelError:
+                return None
+            return {k: v for k, v in payload.items() if k != "files"} if isinstance(payload, dict) else None
+    return None
+
+
+def _read_legacy_settings(directory: Path) -> tuple[MetadataStore, dict]:
+    """Records and settings of a format version 1 index (settings in SQLite, no manifest)."""
+    metadata, settings = MetadataStore.read(directory / METADATA_FILE)
+    if settings.get("format") != FORMAT:
+        raise ModelError(f"{directory}: not a gemcaption index")
+    version = settings.get("format_version")
+    if version != LEGACY_FORMAT_VERSION:
+        raise ModelError(f"{directory}: {FORMAT} format version {version!r} without a manifest.json is not "
+                         f"supported (this gemcaption reads version {LEGACY_FORMAT_VERSION} so, "
+                         f"{FORMAT_VERSION} with a manifest)")
+    return metadata, settings

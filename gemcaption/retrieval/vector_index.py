@@ -26,25 +26,28 @@ are held out while tuning and added afterwards. Adding vectors later keeps the s
 Any FAISS index-factory string may be given instead (e.g. ``"IVF1024,Flat"``, ``"HNSW32"``); it is
 wrapped in ``IDMap2`` for stable ids (IVF indexes store ids themselves). Search-time parameters
 (``nprobe=..``, ``efSearch=..``) can be set with ``search_params``. IVF k-means is trained on at
-most ``TRAIN_POINTS_PER_LIST * nlist`` vectors (a seeded sample). Indexes that cannot delete (HNSW) hide removed ids and are rebuilt
-from the kept vectors when more than a quarter of their entries are removed.
+most ``TRAIN_POINTS_PER_LIST * nlist`` vectors (a seeded sample). Indexes that cannot delete (HNSW)
+hide removed ids and are rebuilt from the kept vectors when more than a quarter of their entries
+are removed.
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from ..errors import GemcaptionError, ModelError
+from ..errors import ConfigError, GemcaptionError, ModelError
+from ..persistence import read_json
 
 FLAT_MAX = 100_000
 TARGET_RECALL = 0.95
 REFINE_K_FACTOR = 32
 TUNING_QUERIES = 500
 TRAIN_POINTS_PER_LIST = 40  # IVF k-means trains on at most this many vectors per list
+LEGACY_SETTINGS_FILE = "index.json"  # where index format version 1 kept the settings
 
 
 def _memory_bytes() -> int:
@@ -80,13 +83,14 @@ def apply_search_params(index, params: str) -> None:
     if k_factor is not None:
         refine = faiss.downcast_index(index.index if hasattr(index, "id_map") else index)
         if not hasattr(refine, "k_factor"):
-            raise GemcaptionError("k_factor applies only to refined indexes (factory ending in RFlat)")
+            raise ConfigError("k_factor applies only to refined indexes (factory ending in RFlat)")
         refine.k_factor = float(k_factor)
     if settings:
         try:
-            faiss.ParameterSpace().set_index_parameters(index, ",".join(f"{k}={v}" for k, v in settings.items()))
+            joined = ",".join(f"{k}={v}" for k, v in settings.items())
+            faiss.ParameterSpace().set_index_parameters(index, joined)  # type: ignore[arg-type]  # (stub: str)
         except RuntimeError as exc:
-            raise GemcaptionError(f"cannot set search parameters {params!r}: {str(exc).splitlines()[-1]}") from exc
+            raise ConfigError(f"cannot set search parameters {params!r}: {str(exc).splitlines()[-1]}") from exc
 
 
 def _tunable(index) -> tuple[str, list[int]] | None:
@@ -170,9 +174,9 @@ class VectorTable:
         vectors = np.asarray(vectors, np.float32).reshape(-1, self.dim)
         ids = np.asarray(ids, np.int64).reshape(-1)
         if len(ids) != len(vectors):
-            raise GemcaptionError("need one id per vector")
+            raise ConfigError("need one id per vector")
         if np.isin(ids, self.ids).any() or len(np.unique(ids)) != len(ids):
-            raise GemcaptionError("vector ids must be unique")
+            raise ConfigError("vector ids must be unique")
         start = len(self.ids)
         self.ids = np.concatenate([self.ids, ids])
         self.vectors = np.concatenate([self.vectors, vectors])
@@ -195,7 +199,7 @@ class VectorTable:
         np.save(directory / f"{stem}_vectors.npy", self.vectors)
 
     @classmethod
-    def load(cls, directory: Path, stem: str, dim: int) -> "VectorTable":
+    def load(cls, directory: Path, stem: str, dim: int) -> VectorTable:
         table = cls(dim)
         table.ids = np.load(directory / f"{stem}_ids.npy", allow_pickle=False).astype(np.int64)
         table.vectors = np.load(directory / f"{stem}_vectors.npy", allow_pickle=False).astype(np.float32)
@@ -217,7 +221,7 @@ class VectorIndex:
         self.table = VectorTable(dim)
         self.factory = ""
         self.search_params = ""
-        self.faiss_index = None
+        self.faiss_index: Any = None  # a faiss.Index once vectors are added
         self.hidden: set[int] = set()  # removed but still inside a FAISS index that cannot delete
 
     def __len__(self) -> int:
@@ -236,7 +240,7 @@ class VectorIndex:
         try:
             index = faiss.index_factory(self.dim, factory, faiss.METRIC_INNER_PRODUCT)
         except RuntimeError as exc:
-            raise GemcaptionError(f"bad FAISS index factory string {factory!r}: {exc}") from exc
+            raise ConfigError(f"bad FAISS index factory string {factory!r}: {exc}") from exc
         if not isinstance(faiss.downcast_index(index), (faiss.IndexIVF, faiss.IndexIDMap)):
             # IVF indexes keep ids themselves (and IDMap2 over IVF mis-maps ids after a removal)
             index = faiss.IndexIDMap2(index)
@@ -310,7 +314,7 @@ class VectorIndex:
         """For each query row, up to ``k`` ``(id, inner product)`` pairs, best first."""
         queries = np.ascontiguousarray(np.asarray(queries, np.float32).reshape(-1, self.dim))
         if k < 1:
-            raise GemcaptionError("k must be at least 1")
+            raise ConfigError("k must be at least 1")
         if self.faiss_index is None or len(self.table) == 0:
             return [[] for _ in range(len(queries))]
         fetch = min(k + len(self.hidden), self.faiss_index.ntotal)
@@ -322,36 +326,45 @@ class VectorIndex:
             results.append(hits[:k])
         return results
 
-    def save(self, directory) -> None:
-        """Write ``index.faiss`` (faiss.write_index), the vectors and ``index.json``."""
+    def get_config(self) -> dict:
+        """JSON-able settings and state saved beside the arrays (in the index manifest)."""
+        return {"dim": self.dim, "factory_setting": self.factory_setting, "factory": self.factory,
+                "search_params_setting": self.search_params_setting,
+                "search_params": self.search_params, "memory_budget": self.memory_budget,
+                "hidden": sorted(self.hidden), "has_faiss_index": self.faiss_index is not None}
+
+    def save(self, directory) -> dict:
+        """Write ``index.faiss`` (faiss.write_index) and the vectors into ``directory``; returns
+        :meth:`get_config`, which the caller stores (the retriever's manifest)."""
         import faiss
 
         directory = Path(directory)
         self.table.save(directory, "text")
         if self.faiss_index is not None:
             faiss.write_index(self.faiss_index, str(directory / "index.faiss"))
-        settings = {"dim": self.dim, "factory_setting": self.factory_setting, "factory": self.factory,
-                    "search_params_setting": self.search_params_setting,
-                    "search_params": self.search_params, "memory_budget": self.memory_budget,
-                    "hidden": sorted(self.hidden), "has_faiss_index": self.faiss_index is not None}
-        (directory / "index.json").write_text(json.dumps(settings), encoding="utf-8")
+        return self.get_config()
 
     @classmethod
-    def load(cls, directory) -> "VectorIndex":
+    def load(cls, directory, config: dict | None = None) -> VectorIndex:
+        """The index saved in ``directory`` with settings ``config`` (default: the ``index.json``
+        that the previous release wrote there)."""
         import faiss
 
         directory = Path(directory)
+        settings = config if config is not None else read_json(directory / LEGACY_SETTINGS_FILE)
         try:
-            settings = json.loads((directory / "index.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise ModelError(f"{directory}: no readable index.json ({exc})") from exc
-        index = cls(settings["dim"], settings["factory_setting"], settings["search_params_setting"],
-                    settings.get("memory_budget"))
+            index = cls(settings["dim"], settings["factory_setting"], settings["search_params_setting"],
+                        settings.get("memory_budget"))
+            index.factory, index.search_params = settings["factory"], settings["search_params"]
+        except (KeyError, TypeError) as exc:
+            raise ModelError(f"damaged: {directory} (vector index settings lack {exc})") from None
         index.table = VectorTable.load(directory, "text", index.dim)
-        index.factory, index.search_params = settings["factory"], settings["search_params"]
         index.hidden = set(settings.get("hidden", []))
         if settings.get("has_faiss_index"):
-            index.faiss_index = faiss.read_index(str(directory / "index.faiss"))
+            try:
+                index.faiss_index = faiss.read_index(str(directory / "index.faiss"))
+            except RuntimeError as exc:
+                raise ModelError(f"damaged: {directory / 'index.faiss'} ({str(exc).splitlines()[-1]})") from None
             apply_search_params(index.faiss_index, index.search_params)
             if index.faiss_index.ntotal - len(index.hidden) != len(index.table):
                 raise ModelError(f"{directory}: FAISS index and stored vectors disagree")

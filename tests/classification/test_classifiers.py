@@ -2,11 +2,12 @@
 import numpy as np
 import pytest
 
-from gemcaption.classification import color_histogram, lbp_codes, lbp_histogram, tfidf_cosine
+from gemcaption.classification import color_histogram, lbp_codes, lbp_histogram
 from gemcaption.classification.base import load_model_dir
 from gemcaption.classification.descriptors import handcrafted_features, lbp_mapping
-from gemcaption.classification.splits import stratified_split
+from gemcaption.data.splits import stratified_split
 from gemcaption.errors import DatasetError, ImageError, ModelError
+from gemcaption.evaluation.captioning import pairwise_tfidf_cosine
 
 COLOURS = np.array([[210, 40, 40], [40, 190, 60], [50, 60, 210]])
 
@@ -67,9 +68,9 @@ def test_lbp_distinguishes_stripes_from_flat_and_rejects_tiny_images():
     assert handcrafted_features(stripes).shape == (1, 512 + 30)
 
 
-def test_tfidf_cosine_identical_disjoint_and_partial():
-    scores = tfidf_cosine(["a red gem stone", "green beryl", "red corundum"],
-                          ["a red gem stone", "violet quartz", "red spinel"])
+def test_description_tfidf_cosine_identical_disjoint_and_partial():
+    scores = pairwise_tfidf_cosine(["a red gem stone", "green beryl", "red corundum"],
+                                   ["a red gem stone", "violet quartz", "red spinel"])
     assert scores[0] == pytest.approx(1.0)
     assert scores[1] == pytest.approx(0.0)
     assert 0 < scores[2] < 1

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gemcaption.classification import GemClassifier, Prediction
-from gemcaption.classification import baselines
+from gemcaption.classification import GemClassifier, Prediction, baselines
 from gemcaption.cli import main
 from gemcaption.errors import DatasetError, ImageError, ModelError
 

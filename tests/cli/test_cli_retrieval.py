@@ -58,6 +58,7 @@ def test_index_add_remove_info(saved_index, capsys, tmp_path):
     assert main(["index", "info", str(index)]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["images"] == 3 and info["index"] == "Flat"
+    assert (info["format"], info["format_version"]) == ("gemcaption-index", 2) and info["use_references"] is True
     assert main(["search", "--index", str(index), "--text", "red", "--json"]) == 0
     assert [row["id"] for row in json.loads(capsys.readouterr().out)][0] == 3
 

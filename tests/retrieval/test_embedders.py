@@ -4,9 +4,16 @@ import json
 import numpy as np
 import pytest
 
-from gemcaption.retrieval.embedders import (SVD_ITERATIONS, MeanTokenEmbedder, TfidfSvdEmbedder, build_embedder, l2_normalize,
-                                  load_embedder, word_ngrams)
-from gemcaption.errors import GemcaptionError, ModelError
+from gemcaption.errors import GemcaptionError, ModelError, UnknownNameError
+from gemcaption.retrieval.embedders import (
+    SVD_ITERATIONS,
+    MeanTokenEmbedder,
+    TfidfSvdEmbedder,
+    build_embedder,
+    l2_normalize,
+    load_embedder,
+    word_ngrams,
+)
 
 CAPTIONS = [
     "a red oval ruby on a white background",
@@ -75,11 +82,13 @@ def test_save_load_round_trip_without_pickles(tmp_path):
     embedder.save(tmp_path / "emb")
     for npy in (tmp_path / "emb").glob("*.npy"):
         np.load(npy, allow_pickle=False)  # raises if an object array (pickle) was written
-    payload = json.loads((tmp_path / "emb" / "embedder.json").read_text(encoding="utf-8"))
-    assert payload["kind"] == "tfidf_svd" and payload["dim"] == 6
+    manifest = json.loads((tmp_path / "emb" / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["format"] == "gemcaption-embedder" and manifest["format_version"] == 2
+    assert manifest["kind"] == "tfidf_svd" and manifest["config"]["dim"] == 6
+    assert set(manifest["files"]) == {"terms.json", "idf.npy", "components.npy"}
     loaded = load_embedder(tmp_path / "emb")
     np.testing.assert_array_equal(loaded.transform(CAPTIONS), embedder.transform(CAPTIONS))
-    assert loaded.config() == embedder.config()
+    assert loaded.get_config() == embedder.get_config()
 
 
 def test_unfitted_and_bad_inputs_raise_clear_errors(tmp_path):
@@ -89,13 +98,13 @@ def test_unfitted_and_bad_inputs_raise_clear_errors(tmp_path):
         TfidfSvdEmbedder().fit(["", "!!"])
     with pytest.raises(GemcaptionError, match="single string"):
         TfidfSvdEmbedder().fit("a red stone")
-    with pytest.raises(GemcaptionError, match="unknown caption embedder"):
+    with pytest.raises(UnknownNameError, match="unknown caption embedder 'word2vec'; choose one of: tfidf_svd"):
         build_embedder("word2vec")
     with pytest.raises(ModelError):
         load_embedder(tmp_path / "missing")
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "embedder.json").write_text('{"kind": "pickle"}')
-    with pytest.raises(ModelError, match="unknown caption embedder kind"):
+    with pytest.raises(ModelError, match="unknown caption embedder 'pickle'; choose one of: tfidf_svd, mean_tokens"):
         load_embedder(tmp_path / "bad")
 
 

@@ -4,15 +4,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fakes import FakeCaptioner, make_image
 from PIL import Image
 
 from gemcaption import persistence as atomic_dir
+from gemcaption.errors import GemcaptionError, ImageError, ModelError, QueryError
 from gemcaption.retrieval.embedders import l2_normalize
-from gemcaption.errors import GemcaptionError, ImageError, ModelError
 from gemcaption.retrieval.retriever import Hit, Retriever
 from gemcaption.retrieval.vector_index import VectorIndex
-
-from fakes import FakeCaptioner, make_image
 
 COLOURS = {"red": (0, 1, 2), "green": (1, 0, 2), "blue": (2, 0, 1)}
 
@@ -98,9 +97,15 @@ def test_bad_image_queries_raise_image_error(retriever, tmp_path):
         retriever.search(str(not_image))
     with pytest.raises(ImageError):
         retriever.search_image(b"garbage bytes")
-    with pytest.raises(GemcaptionError):
+    with pytest.raises(QueryError, match="cannot search for a float"):
         retriever.search(3.5)
     assert retriever.search("notes about a red stone")  # plain words are a text query
+
+
+@pytest.mark.parametrize("query", ["", "   ", ["red", "\n"]])
+def test_an_empty_query_is_a_query_error(retriever, query):
+    with pytest.raises(QueryError, match="empty search query"):
+        retriever.search(query)
 
 
 def test_add_skips_duplicates_and_unreadable_images(retriever, images, tmp_path):
