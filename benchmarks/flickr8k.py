@@ -50,6 +50,7 @@ def main():
     args = parser.parse_args()
 
     from gemcaption.captioning.captioner import Captioner
+    from gemcaption.captioning.saving import is_captioner_directory
     from gemcaption.data.loaders import Dataset, load_dataset
     from gemcaption.retrieval.embedders import MeanTokenEmbedder, build_embedder
     from gemcaption.captioning.encoders import default_pretrained_encoder
@@ -66,7 +67,7 @@ def main():
     runs, models = [], {}
     for name in args.decoders:
         model_dir = Path(args.models_dir) / name
-        if args.reuse and (model_dir / "config.json").exists():
+        if args.reuse and is_captioner_directory(model_dir):
             captioner = Captioner.load(model_dir)
             history = captioner.history
             seconds = history["seconds"]

@@ -41,7 +41,7 @@ class Data:
     """The deduplicated, split gemstone set; pixels loaded once per image size."""
 
     def __init__(self, folder: Path, seed: int, classes: int = 0):
-        from gemcaption.classification.splits import find_duplicates, stratified_split
+        from gemcaption.data.splits import find_duplicates, stratified_split
         from gemcaption.data.loaders import load_dataset
 
         dataset = load_dataset(f"folder:{folder}")
@@ -82,15 +82,15 @@ class Data:
 def score(data: Data, probabilities: np.ndarray) -> dict:
     """Metrics of held-out probabilities, plus the seed's TF-IDF description similarity."""
     from gemcaption.classification.classifier import describe_label
-    from gemcaption.classification.similarity import tfidf_cosine
+    from gemcaption.evaluation.captioning import pairwise_tfidf_cosine
     from gemcaption.evaluation.classification import classification_metrics
 
     y_true = [data.labels[i] for i in data.y[data.test_rows]]
     y_pred = [data.labels[i] for i in probabilities.argmax(1)]
     metrics = classification_metrics(y_true, y_pred, data.labels)
     descriptions = {label: describe_label(label) for label in data.labels}
-    similarity = tfidf_cosine([descriptions[p] for p in y_pred], [descriptions[t] for t in y_true],
-                              corpus=list(descriptions.values()))
+    similarity = pairwise_tfidf_cosine([descriptions[t] for t in y_true], [descriptions[p] for p in y_pred],
+                                       corpus=list(descriptions.values()))
     metrics["tfidf_similarity"] = float(similarity.mean())
     order = np.argsort(-probabilities, axis=1)[:, :5]
     truth = data.y[data.test_rows]
