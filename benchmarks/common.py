@@ -1,4 +1,5 @@
 """Helpers shared by the benchmark scripts: data location, machine facts, table and JSON output."""
+
 from __future__ import annotations
 
 import json
@@ -17,13 +18,19 @@ def machine() -> dict:
     import numpy
     import tensorflow as tf
 
-    return {"cpus": os.cpu_count(), "load_average_1m": round(os.getloadavg()[0], 2),
-            "python": platform.python_version(), "tensorflow": tf.__version__, "numpy": numpy.__version__,
-            "date": time.strftime("%Y-%m-%d %H:%M")}
+    return {
+        "cpus": os.cpu_count(),
+        "load_average_1m": round(os.getloadavg()[0], 2),
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "numpy": numpy.__version__,
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+    }
 
 
 def table(rows: list[dict], columns: list[str]) -> str:
     """A markdown table of ``rows`` with the given columns (floats to 4 significant digits)."""
+
     def fmt(v):
         return f"{v:.4g}" if isinstance(v, float) else str(v)
 

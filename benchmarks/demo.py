@@ -6,6 +6,7 @@ all inside the timed run, as on a user's first run.
 
     python benchmarks/demo.py
 """
+
 import os
 import tempfile
 import time
@@ -22,14 +23,28 @@ def main():
         started = time.perf_counter()
         result = run_demo(out=os.path.join(tmp, "demo-report"), quiet=True)
         wall = time.perf_counter() - started
-    rows = [{"figure": r.name, "value": r.value, "chance": r.chance if r.chance is not None else "",
-             "note": r.note} for r in result["rows"] if r.value is not None]
-    md = (f"`gemcaption demo` with default settings from an empty cache: {wall:.0f} s wall time on 2 cores "
-          f"(load average {load_before:.1f} when it started; other processes shared the machine when above 2). "
-          f"Pretrained encoder used: {'yes' if result['pretrained'] else 'no'}. The images are synthetic.\n\n"
-          + table(rows, ["figure", "value", "chance", "note"]))
-    write_results("demo", {"wall_seconds": wall, "pretrained_encoder": result["pretrained"],
-                           "rows": rows, "load_average_at_start": load_before, "machine": machine()}, md)
+    rows = [
+        {"figure": r.name, "value": r.value, "chance": r.chance if r.chance is not None else "", "note": r.note}
+        for r in result["rows"]
+        if r.value is not None
+    ]
+    md = (
+        f"`gemcaption demo` with default settings from an empty cache: {wall:.0f} s wall time on 2 cores "
+        f"(load average {load_before:.1f} when it started; other processes shared the machine when above 2). "
+        f"Pretrained encoder used: {'yes' if result['pretrained'] else 'no'}. The images are synthetic.\n\n"
+        + table(rows, ["figure", "value", "chance", "note"])
+    )
+    write_results(
+        "demo",
+        {
+            "wall_seconds": wall,
+            "pretrained_encoder": result["pretrained"],
+            "rows": rows,
+            "load_average_at_start": load_before,
+            "machine": machine(),
+        },
+        md,
+    )
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ On 2 cores the two decoders can train in parallel processes, then be evaluated t
     python benchmarks/flickr8k.py --train-only --decoders lstm; wait
     python benchmarks/flickr8k.py --reuse
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,18 +45,21 @@ def main():
     parser.add_argument("--limit", type=int, default=None, help="first N train and N//6 dev images (smoke runs)")
     parser.add_argument("--decoders", nargs="+", default=["transformer", "lstm"])
     parser.add_argument("--models-dir", default=str(ROOT / "runs" / "flickr8k"))
-    parser.add_argument("--reuse", action="store_true",
-                        help="load models already trained into --models-dir (e.g. by parallel --train-only runs)")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="load models already trained into --models-dir (e.g. by parallel --train-only runs)",
+    )
     parser.add_argument("--train-only", action="store_true", help="train and save the models, no evaluation")
     args = parser.parse_args()
 
     from gemcaption.captioning.captioner import Captioner
+    from gemcaption.captioning.encoders import default_pretrained_encoder
     from gemcaption.captioning.saving import is_captioner_directory
     from gemcaption.data.loaders import Dataset, load_dataset
-    from gemcaption.retrieval.embedders import MeanTokenEmbedder, build_embedder
-    from gemcaption.captioning.encoders import default_pretrained_encoder
     from gemcaption.evaluation.captioning import bleu, tfidf_cosine
     from gemcaption.evaluation.protocols import retrieval_figures
+    from gemcaption.retrieval.embedders import MeanTokenEmbedder, build_embedder
 
     data = load_dataset(f"flickr8k:{args.data_dir}")
     train, dev = data.split("train"), data.split("dev")
@@ -72,11 +76,18 @@ def main():
             history = captioner.history
             seconds = history["seconds"]
         else:
-            captioner = Captioner(name, encoder=encoder, image_size=224, weights=weights, min_count=5,
-                                  embed_dim=args.embed_dim, ff_dim=args.embed_dim, seed=0)
+            captioner = Captioner(
+                name,
+                encoder=encoder,
+                image_size=224,
+                weights=weights,
+                min_count=5,
+                embed_dim=args.embed_dim,
+                ff_dim=args.embed_dim,
+                seed=0,
+            )
             started = time.perf_counter()
-            history = captioner.fit(train, dev, epochs=args.epochs, batch_size=args.batch_size, patience=3,
-                                    verbose=2)
+            history = captioner.fit(train, dev, epochs=args.epochs, batch_size=args.batch_size, patience=3, verbose=2)
             seconds = time.perf_counter() - started
             captioner.save(model_dir)
         models[name] = captioner
@@ -85,14 +96,20 @@ def main():
         embedder = build_embedder().fit(train_refs)
         for beam in (1, args.beam):
             generated, references = caption_dev(captioner, dev, beam)
-            row = {"decoder": name, "beam": beam, "epochs_run": len(history["loss"]),
-                   "best_epoch": history["best_epoch"], "train_seconds": round(seconds, 1),
-                   "best_val_loss": min(history["val_loss"])}
+            row = {
+                "decoder": name,
+                "beam": beam,
+                "epochs_run": len(history["loss"]),
+                "best_epoch": history["best_epoch"],
+                "train_seconds": round(seconds, 1),
+                "best_val_loss": min(history["val_loss"]),
+            }
             row.update(bleu(references, generated))
             row["tfidf_cosine"] = tfidf_cosine(references, generated)["tfidf_cosine"]
             row.update(retrieval_figures(generated, references, embedder=embedder))
-            row["examples"] = [{"image": dev.images[i], "generated": generated[i], "references": list(references[i])}
-                               for i in range(3)]
+            row["examples"] = [
+                {"image": dev.images[i], "generated": generated[i], "references": list(references[i])} for i in range(3)
+            ]
             runs.append(row)
 
     if args.train_only:
@@ -115,24 +132,55 @@ def main():
         figures = retrieval_figures(generated, references, embedder=embedder)
         embedder_rows.append({"embedder": label, **{k: v for k, v in figures.items() if not k.endswith("_chance")}})
 
-    columns = ["decoder", "beam", "bleu1", "bleu4", "tfidf_cosine", "i2t_r1", "i2t_r5", "i2t_r10", "i2t_map",
-               "i2t_medr", "t2i_r1", "t2i_r5", "t2i_r10", "t2i_map", "t2i_medr", "train_seconds", "epochs_run"]
+    columns = [
+        "decoder",
+        "beam",
+        "bleu1",
+        "bleu4",
+        "tfidf_cosine",
+        "i2t_r1",
+        "i2t_r5",
+        "i2t_r10",
+        "i2t_map",
+        "i2t_medr",
+        "t2i_r1",
+        "t2i_r5",
+        "t2i_r10",
+        "t2i_map",
+        "t2i_medr",
+        "train_seconds",
+        "epochs_run",
+    ]
     seed_rows = [{"model": f"seed 003 {k}", **v} for k, v in SEED_003.items()]
     chance = {k: runs[0][f"{k}_chance"] for k in ("i2t_r1", "i2t_r10", "i2t_map", "i2t_medr", "t2i_r1", "t2i_map")}
-    md = (f"Flickr8k, trained on {len(train)} train images, figures on {len(dev)} dev images. Encoder "
-          f"{captioner.encoder.name} 224 px ({captioner.encoder.weights_source}); embedding {args.embed_dim}; "
-          f"up to {args.epochs} epochs, early stopping (patience 3) on dev loss. Selected: {best['decoder']} "
-          f"beam {best['beam']} (best mean retrieval mAP on dev).\n\n"
-          + table(runs, columns)
-          + "\n\nSeed paper 003 as published (its retrieval protocol is not specified beyond Flickr8k):\n\n"
-          + table(seed_rows, ["model", "r1", "r5", "r10", "map"])
-          + "\n\nChance: " + ", ".join(f"{k} {v:.4g}" for k, v in chance.items())
-          + "\n\nCaption embedders on the selected model's dev captions:\n\n"
-          + table(embedder_rows, ["embedder", "i2t_r1", "i2t_r10", "i2t_map", "t2i_r1", "t2i_r10", "t2i_map"]))
-    write_results("flickr8k", {"runs": runs, "selected": {"decoder": best["decoder"], "beam": best["beam"]},
-                               "embedders": embedder_rows, "seed_003": SEED_003, "train_images": len(train),
-                               "dev_images": len(dev), "epochs": args.epochs, "embed_dim": args.embed_dim,
-                               "machine": machine()}, md)
+    md = (
+        f"Flickr8k, trained on {len(train)} train images, figures on {len(dev)} dev images. Encoder "
+        f"{captioner.encoder.name} 224 px ({captioner.encoder.weights_source}); embedding {args.embed_dim}; "
+        f"up to {args.epochs} epochs, early stopping (patience 3) on dev loss. Selected: {best['decoder']} "
+        f"beam {best['beam']} (best mean retrieval mAP on dev).\n\n"
+        + table(runs, columns)
+        + "\n\nSeed paper 003 as published (its retrieval protocol is not specified beyond Flickr8k):\n\n"
+        + table(seed_rows, ["model", "r1", "r5", "r10", "map"])
+        + "\n\nChance: "
+        + ", ".join(f"{k} {v:.4g}" for k, v in chance.items())
+        + "\n\nCaption embedders on the selected model's dev captions:\n\n"
+        + table(embedder_rows, ["embedder", "i2t_r1", "i2t_r10", "i2t_map", "t2i_r1", "t2i_r10", "t2i_map"])
+    )
+    write_results(
+        "flickr8k",
+        {
+            "runs": runs,
+            "selected": {"decoder": best["decoder"], "beam": best["beam"]},
+            "embedders": embedder_rows,
+            "seed_003": SEED_003,
+            "train_images": len(train),
+            "dev_images": len(dev),
+            "epochs": args.epochs,
+            "embed_dim": args.embed_dim,
+            "machine": machine(),
+        },
+        md,
+    )
 
 
 if __name__ == "__main__":

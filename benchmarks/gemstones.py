@@ -11,6 +11,7 @@ Writes benchmarks/results/gemstones.{json,md}, docs/results-gemstones.md and the
 docs/images/gemstones-*.png. Published anchor: Random Forest on colour histogram + LBP, 69.4 %
 test accuracy (Chow & Reyes-Aldasoro 2022, 68 classes).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,7 +25,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import RESULTS, ROOT, SHARED, machine, table  # noqa: E402
+from benchmarks.common import RESULTS, ROOT, SHARED, machine, table
 
 PUBLISHED_RF = 0.694
 DOCS = ROOT / "docs"
@@ -41,8 +42,8 @@ class Data:
     """The deduplicated, split gemstone set; pixels loaded once per image size."""
 
     def __init__(self, folder: Path, seed: int, classes: int = 0):
-        from gemcaption.data.splits import find_duplicates, stratified_split
         from gemcaption.data.loaders import load_dataset
+        from gemcaption.data.splits import find_duplicates, stratified_split
 
         dataset = load_dataset(f"folder:{folder}")
         samples = dataset.samples
@@ -89,8 +90,9 @@ def score(data: Data, probabilities: np.ndarray) -> dict:
     y_pred = [data.labels[i] for i in probabilities.argmax(1)]
     metrics = classification_metrics(y_true, y_pred, data.labels)
     descriptions = {label: describe_label(label) for label in data.labels}
-    similarity = pairwise_tfidf_cosine([descriptions[t] for t in y_true], [descriptions[p] for p in y_pred],
-                                       corpus=list(descriptions.values()))
+    similarity = pairwise_tfidf_cosine(
+        [descriptions[t] for t in y_true], [descriptions[p] for p in y_pred], corpus=list(descriptions.values())
+    )
     metrics["tfidf_similarity"] = float(similarity.mean())
     order = np.argsort(-probabilities, axis=1)[:, :5]
     truth = data.y[data.test_rows]
@@ -132,8 +134,7 @@ def run_sklearn(data, name, make, size, grid=None):
 def run_keras(data, name, model, size):
     """Keras model: fit on the inner-fit part, early stopping on the inner-stop part."""
     started = time.perf_counter()
-    history = model.fit(*data.part(data.fit_rows, size), len(data.labels),
-                        validation=data.part(data.stop_rows, size))
+    history = model.fit(*data.part(data.fit_rows, size), len(data.labels), validation=data.part(data.stop_rows, size))
     info = {"training_seconds": time.perf_counter() - started}
     epochs = history.get("loss") or history.get("accuracy") or []
     info["epochs"] = len(epochs)
@@ -146,21 +147,19 @@ def warm_features(data: Data, encoder_name: str, size: int, views) -> float:
     """Run the encoder once over every image and view so the heads only read the feature cache."""
     from gemcaption.classification.baselines import FeatureExtractor, apply_view
 
-    extractor = FeatureExtractor(("encoder",), encoder_name, "imagenet", size, cache=True,
-                                 progress=False)
+    extractor = FeatureExtractor(("encoder",), encoder_name, "imagenet", size, cache=True, progress=False)
     started = time.perf_counter()
     pixels = data.pixels(size)
     for view in views:
         for start in range(0, len(pixels), 256):
-            extractor(apply_view(pixels[start:start + 256], view))
+            extractor(apply_view(pixels[start : start + 256], view))
         log(f"  {encoder_name} features, view {view}: done at {time.perf_counter() - started:.0f}s")
     return time.perf_counter() - started
 
 
 def save_pictures(data: Data, vae, results: dict) -> dict:
     """VAE reconstructions and latent projection, and the best model's confusion matrix."""
-    from gemcaption.classification.plots import (save_confusion_matrix, save_latent_projection,
-                                                 save_reconstruction_grid)
+    from gemcaption.classification.plots import save_confusion_matrix, save_latent_projection, save_reconstruction_grid
 
     IMAGES.mkdir(parents=True, exist_ok=True)
     written = {}
@@ -174,8 +173,13 @@ def save_pictures(data: Data, vae, results: dict) -> dict:
         x_all = data.pixels(vae.image_size)
         latent = vae.encode(x_all)
         path = IMAGES / "gemstones-vae-latent-tsne.png"
-        save_latent_projection(latent, [data.labels[i] for i in data.y], path, method="tsne",
-                               title="VAE latent means of all photos (t-SNE), coloured by class (68)")
+        save_latent_projection(
+            latent,
+            [data.labels[i] for i in data.y],
+            path,
+            method="tsne",
+            title="VAE latent means of all photos (t-SNE), coloured by class (68)",
+        )
         written["vae_latent"] = str(path.relative_to(ROOT))
     scored = [(r["metrics"]["accuracy"], name) for name, r in results.items() if "metrics" in r]
     for label, name in (("best", max(scored)[1] if scored else None), ("vae", "vae-joint")):
@@ -187,17 +191,22 @@ def save_pictures(data: Data, vae, results: dict) -> dict:
     return written
 
 
-COLUMNS = ["model", "features", "accuracy", "macro P", "macro R", "macro F1", "top-5",
-           "TF-IDF sim.", "train s"]
+COLUMNS = ["model", "features", "accuracy", "macro P", "macro R", "macro F1", "top-5", "TF-IDF sim.", "train s"]
 
 
 def row(name, result):
     m = result["metrics"]
-    return {"model": name, "features": result["features"], "accuracy": round(m["accuracy"], 4),
-            "macro P": round(m["macro_precision"], 4), "macro R": round(m["macro_recall"], 4),
-            "macro F1": round(m["macro_f1"], 4), "top-5": round(m["top5_accuracy"], 4),
-            "TF-IDF sim.": round(m["tfidf_similarity"], 4),
-            "train s": round(result.get("training_seconds", 0.0), 1)}
+    return {
+        "model": name,
+        "features": result["features"],
+        "accuracy": round(m["accuracy"], 4),
+        "macro P": round(m["macro_precision"], 4),
+        "macro R": round(m["macro_recall"], 4),
+        "macro F1": round(m["macro_f1"], 4),
+        "top-5": round(m["top5_accuracy"], 4),
+        "TF-IDF sim.": round(m["tfidf_similarity"], 4),
+        "train s": round(result.get("training_seconds", 0.0), 1),
+    }
 
 
 def percent(value) -> str:
@@ -238,18 +247,23 @@ def write_docs(payload: dict) -> Path:
         "for a similar stone).",
     ]
     if features:
-        lines.append(f"- Encoder features ({features['encoder']}, {features['image_size']} px, views "
-                     f"{', '.join(features['views'])}) were extracted once for all photos in "
-                     f"{features['seconds']:.0f} s and cached; the training times of the feature "
-                     "models below exclude that.")
+        lines.append(
+            f"- Encoder features ({features['encoder']}, {features['image_size']} px, views "
+            f"{', '.join(features['views'])}) were extracted once for all photos in "
+            f"{features['seconds']:.0f} s and cached; the training times of the feature "
+            "models below exclude that."
+        )
     lines += ["", "## Results", "", table(rows, COLUMNS), ""]
     if best:
-        lines.append(f"Best: **{best['model']}** with {percent(best['accuracy'])} accuracy "
-                     f"(macro F1 {best['macro F1']:.3f}).")
+        lines.append(
+            f"Best: **{best['model']}** with {percent(best['accuracy'])} accuracy (macro F1 {best['macro F1']:.3f})."
+        )
     if rf:
-        lines.append(f"The published anchor (Chow & Reyes-Aldasoro 2022, Random Forest on colour "
-                     f"histogram + LBP, their own split) is {percent(PUBLISHED_RF)}; our Random Forest on "
-                     f"our histogram + LBP reaches {percent(rf['accuracy'])} on this split.")
+        lines.append(
+            f"The published anchor (Chow & Reyes-Aldasoro 2022, Random Forest on colour "
+            f"histogram + LBP, their own split) is {percent(PUBLISHED_RF)}; our Random Forest on "
+            f"our histogram + LBP reaches {percent(rf['accuracy'])} on this split."
+        )
     notes = payload.get("notes") or []
     if notes:
         lines += ["", "Run notes:", ""] + [f"- {note}" for note in notes]
@@ -260,7 +274,8 @@ def write_docs(payload: dict) -> Path:
         "",
         "## Models",
         "",
-        "| name | what |", "|---|---|",
+        "| name | what |",
+        "|---|---|",
         "| rf-hist-lbp / svm-hist-lbp | Random Forest (500 trees) / RBF SVM on a joint 8x8x8 RGB histogram "
         "+ rotation-invariant uniform LBP at radii 1, 2, 3 (numpy), 128 px |",
         "| logreg-lite0 / svm-lite0 | logistic regression / RBF SVM on mean-pooled EfficientNet-Lite0 "
@@ -285,11 +300,12 @@ def write_docs(payload: dict) -> Path:
     pictures = payload.get("pictures") or {}
     if pictures:
         lines += ["", "## Pictures", ""]
-        captions = {"vae_reconstructions": "VAE reconstructions of held-out photos (top: photo, "
-                                           "bottom: decoded z_mean)",
-                    "vae_latent": "VAE latent means of all photos, t-SNE, coloured by class",
-                    "confusion_best": "confusion matrix of the best model (rows: true class)",
-                    "confusion_vae": "confusion matrix of the jointly trained VAE"}
+        captions = {
+            "vae_reconstructions": "VAE reconstructions of held-out photos (top: photo, bottom: decoded z_mean)",
+            "vae_latent": "VAE latent means of all photos, t-SNE, coloured by class",
+            "confusion_best": "confusion matrix of the best model (rows: true class)",
+            "confusion_vae": "confusion matrix of the jointly trained VAE",
+        }
         for key, path in pictures.items():
             relative = Path(path).relative_to("docs") if path.startswith("docs/") else Path(path)
             lines.append(f"![{captions.get(key, key)}]({relative.as_posix()})")
@@ -325,18 +341,27 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", default=str(SHARED / "gemstones" / "train"))
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--views", default="identity,hflip",
-                        help="image views for the encoder-feature models (training copies + test-time average)")
+    parser.add_argument(
+        "--views",
+        default="identity,hflip",
+        help="image views for the encoder-feature models (training copies + test-time average)",
+    )
     parser.add_argument("--vae-epochs", type=int, default=40, help="maximum VAE epochs (early stopping applies)")
     parser.add_argument("--gan-epochs", type=int, default=60, help="maximum GAN epochs (early stopping applies)")
     parser.add_argument("--only", default="", help="comma-separated model names to run (default: all)")
     parser.add_argument("--quick", action="store_true", help="tiny settings to check the script runs")
     parser.add_argument("--classes", type=int, default=0, help="use only the first N classes (0 = all)")
-    parser.add_argument("--partial", default=str(PARTIAL),
-                        help="per-model results so far (read with --only, rewritten after each model)")
+    parser.add_argument(
+        "--partial",
+        default=str(PARTIAL),
+        help="per-model results so far (read with --only, rewritten after each model)",
+    )
     parser.add_argument("--drop", default="", help="comma-separated result names to forget (stale runs)")
-    parser.add_argument("--docs-only", action="store_true",
-                        help="only rewrite docs/results-gemstones.md from benchmarks/results/gemstones.json")
+    parser.add_argument(
+        "--docs-only",
+        action="store_true",
+        help="only rewrite docs/results-gemstones.md from benchmarks/results/gemstones.json",
+    )
     args = parser.parse_args(argv)
     if args.docs_only:
         print(write_docs(json.loads((RESULTS / "gemstones.json").read_text())).read_text())
@@ -349,10 +374,12 @@ def main(argv=None) -> int:
 
     views = tuple(args.views.split(","))
     data = Data(Path(args.data), args.seed, args.classes)
-    log(f"{data.total} photos, {len(data.images)} after removing {data.total - len(data.images)} "
+    log(
+        f"{data.total} photos, {len(data.images)} after removing {data.total - len(data.images)} "
         f"duplicates ({len(data.duplicate_groups)} groups, {data.cross_class_groups} across classes); "
         f"{len(data.labels)} classes; train {len(data.train_rows)} (inner fit {len(data.fit_rows)}, "
-        f"early stopping {len(data.stop_rows)}), held-out validation {len(data.test_rows)}")
+        f"early stopping {len(data.stop_rows)}), held-out validation {len(data.test_rows)}"
+    )
     quick = args.quick
     vae_epochs = 2 if quick else args.vae_epochs
     gan_epochs = 2 if quick else args.gan_epochs
@@ -364,9 +391,17 @@ def main(argv=None) -> int:
     def descriptor(kind, features, size, use_views=False):
         def make(c):
             options = {"svm_c": c} if kind == "svm" and c else ({"logreg_c": c} if c else {})
-            return DescriptorClassifier(kind, features=features, encoder=lite, image_size=size,
-                                        views=views if use_views else ("identity",),
-                                        n_estimators=trees, seed=args.seed, **options)
+            return DescriptorClassifier(
+                kind,
+                features=features,
+                encoder=lite,
+                image_size=size,
+                views=views if use_views else ("identity",),
+                n_estimators=trees,
+                seed=args.seed,
+                **options,
+            )
+
         return make
 
     logreg_grid, svm_grid = [0.01, 0.1, 1.0], [1.0, 10.0, 100.0]
@@ -376,26 +411,82 @@ def main(argv=None) -> int:
         ("features", None, "warm", None, 224, None),
         ("logreg-lite0", "EfficientNet-Lite0 pooled", "sk", descriptor("logreg", ("encoder",), 224), 224, logreg_grid),
         ("svm-lite0", "EfficientNet-Lite0 pooled", "sk", descriptor("svm", ("encoder",), 224), 224, svm_grid),
-        ("logreg-lite0-colour-lbp-tta", "Lite0 + RGB hist. + LBP + foreground HSV hist., flips", "sk",
-         descriptor("logreg", combo, 224, True), 224, logreg_grid),
-        ("svm-lite0-colour-lbp-tta", "Lite0 + RGB hist. + LBP + foreground HSV hist., flips", "sk",
-         descriptor("svm", combo, 224, True), 224, svm_grid),
-        ("cnn-lite0-head", "Lite0 + trained softmax head, flips", "keras",
-         lambda: CNNClassifier(encoder=lite, image_size=224, views=views, seed=args.seed,
-                               epochs=20 if quick else 300), 224, None),
-        ("ensemble", "mean of the three models above", "ensemble",
-         ["logreg-lite0-colour-lbp-tta", "svm-lite0-colour-lbp-tta", "cnn-lite0-head"], 224, None),
-        ("gan-ssl", "semi-supervised DCGAN discriminator, 64 px", "keras",
-         lambda: GANClassifier(image_size=64, filters=(32, 64, 128, 256), epochs=gan_epochs,
-                               patience=12, batch_size=32, seed=args.seed), 64, None),
-        ("vae-joint", "VAE 128 px, classifier on z_mean trained jointly", "keras",
-         lambda: VAEClassifier(image_size=128, latent_dim=64, filters=(16, 32, 64, 128),
-                               classifier_mode="joint", epochs=vae_epochs, patience=8,
-                               seed=args.seed), 128, None),
-        ("vae-after", "VAE 128 px, classifier on frozen z_mean after", "keras",
-         lambda: VAEClassifier(image_size=128, latent_dim=64, filters=(16, 32, 64, 128),
-                               classifier_mode="after", epochs=vae_epochs, patience=8,
-                               seed=args.seed), 128, None),
+        (
+            "logreg-lite0-colour-lbp-tta",
+            "Lite0 + RGB hist. + LBP + foreground HSV hist., flips",
+            "sk",
+            descriptor("logreg", combo, 224, True),
+            224,
+            logreg_grid,
+        ),
+        (
+            "svm-lite0-colour-lbp-tta",
+            "Lite0 + RGB hist. + LBP + foreground HSV hist., flips",
+            "sk",
+            descriptor("svm", combo, 224, True),
+            224,
+            svm_grid,
+        ),
+        (
+            "cnn-lite0-head",
+            "Lite0 + trained softmax head, flips",
+            "keras",
+            lambda: CNNClassifier(
+                encoder=lite, image_size=224, views=views, seed=args.seed, epochs=20 if quick else 300
+            ),
+            224,
+            None,
+        ),
+        (
+            "ensemble",
+            "mean of the three models above",
+            "ensemble",
+            ["logreg-lite0-colour-lbp-tta", "svm-lite0-colour-lbp-tta", "cnn-lite0-head"],
+            224,
+            None,
+        ),
+        (
+            "gan-ssl",
+            "semi-supervised DCGAN discriminator, 64 px",
+            "keras",
+            lambda: GANClassifier(
+                image_size=64, filters=(32, 64, 128, 256), epochs=gan_epochs, patience=12, batch_size=32, seed=args.seed
+            ),
+            64,
+            None,
+        ),
+        (
+            "vae-joint",
+            "VAE 128 px, classifier on z_mean trained jointly",
+            "keras",
+            lambda: VAEClassifier(
+                image_size=128,
+                latent_dim=64,
+                filters=(16, 32, 64, 128),
+                classifier_mode="joint",
+                epochs=vae_epochs,
+                patience=8,
+                seed=args.seed,
+            ),
+            128,
+            None,
+        ),
+        (
+            "vae-after",
+            "VAE 128 px, classifier on frozen z_mean after",
+            "keras",
+            lambda: VAEClassifier(
+                image_size=128,
+                latent_dim=64,
+                filters=(16, 32, 64, 128),
+                classifier_mode="after",
+                epochs=vae_epochs,
+                patience=8,
+                seed=args.seed,
+            ),
+            128,
+            None,
+        ),
     ]
     only = set(filter(None, args.only.split(",")))
     partial = Path(args.partial)
@@ -410,16 +501,24 @@ def main(argv=None) -> int:
         probabilities.pop(name, None)
     vae_model = None
     for name, features, family, make, size, grid in plan:
-        if only and name not in only and not (family == "warm"):
+        if only and name not in only and family != "warm":
             continue
         log(f"== {name}")
         try:
             if family == "warm":
-                if not only or only & {"logreg-lite0", "svm-lite0", "logreg-lite0-colour-lbp-tta",
-                                       "svm-lite0-colour-lbp-tta", "cnn-lite0-head"}:
-                    results["_feature_extraction"] = {"encoder": lite, "image_size": size,
-                                                      "views": list(views),
-                                                      "seconds": warm_features(data, lite, size, views)}
+                if not only or only & {
+                    "logreg-lite0",
+                    "svm-lite0",
+                    "logreg-lite0-colour-lbp-tta",
+                    "svm-lite0-colour-lbp-tta",
+                    "cnn-lite0-head",
+                }:
+                    results["_feature_extraction"] = {
+                        "encoder": lite,
+                        "image_size": size,
+                        "views": list(views),
+                        "seconds": warm_features(data, lite, size, views),
+                    }
                 continue
             if family == "ensemble":
                 members = [m for m in make if m in probabilities]
@@ -427,16 +526,17 @@ def main(argv=None) -> int:
                     log("  skipped: fewer than two members ran")
                     continue
                 proba = np.mean([probabilities[m] for m in members], axis=0)
-                result = {"features": "mean probability of " + " + ".join(members),
-                          "members": members, "training_seconds":
-                          sum(results[m]["training_seconds"] for m in members)}
+                result = {
+                    "features": "mean probability of " + " + ".join(members),
+                    "members": members,
+                    "training_seconds": sum(results[m]["training_seconds"] for m in members),
+                }
             else:
                 if family == "sk":
                     model, result = run_sklearn(data, name, make, size, grid)
                 else:
                     model, result, history = run_keras(data, name, make(), size)
-                    result["history_tail"] = {k: v[-3:] for k, v in history.items()
-                                              if isinstance(v, list)}
+                    result["history_tail"] = {k: v[-3:] for k, v in history.items() if isinstance(v, list)}
                 result["features"] = features
                 started = time.perf_counter()
                 proba = model.predict_proba(data.part(data.test_rows, size)[0])
@@ -447,8 +547,10 @@ def main(argv=None) -> int:
             probabilities[name] = proba
             result["metrics"] = score(data, proba)
             results[name] = result
-            log(f"  accuracy {result['metrics']['accuracy']:.3f}, macro F1 "
-                f"{result['metrics']['macro_f1']:.3f}, {result.get('training_seconds', 0):.0f}s")
+            log(
+                f"  accuracy {result['metrics']['accuracy']:.3f}, macro F1 "
+                f"{result['metrics']['macro_f1']:.3f}, {result.get('training_seconds', 0):.0f}s"
+            )
         except Exception as exc:  # record and go on: one failing model must not lose the others
             traceback.print_exc()
             results[name] = {"features": features, "error": f"{type(exc).__name__}: {exc}"}
@@ -466,14 +568,27 @@ def main(argv=None) -> int:
     markdown = table(rows, COLUMNS)
     payload = {
         "protocol": {
-            "data": str(args.data), "photos": data.total, "after_deduplication": len(data.images),
-            "duplicate_groups": data.duplicate_groups, "cross_class_duplicate_groups": data.cross_class_groups,
-            "classes": len(data.labels), "train": len(data.train_rows), "inner_fit": len(data.fit_rows),
-            "early_stopping": len(data.stop_rows), "held_out_validation": len(data.test_rows),
-            "seed": args.seed, "views": list(views), "vae_max_epochs": vae_epochs,
-            "gan_max_epochs": gan_epochs, "published_rf_accuracy": PUBLISHED_RF, "quick": quick,
+            "data": str(args.data),
+            "photos": data.total,
+            "after_deduplication": len(data.images),
+            "duplicate_groups": data.duplicate_groups,
+            "cross_class_duplicate_groups": data.cross_class_groups,
+            "classes": len(data.labels),
+            "train": len(data.train_rows),
+            "inner_fit": len(data.fit_rows),
+            "early_stopping": len(data.stop_rows),
+            "held_out_validation": len(data.test_rows),
+            "seed": args.seed,
+            "views": list(views),
+            "vae_max_epochs": vae_epochs,
+            "gan_max_epochs": gan_epochs,
+            "published_rf_accuracy": PUBLISHED_RF,
+            "quick": quick,
         },
-        "machine": machine(), "results": results, "failed": failed, "pictures": pictures,
+        "machine": machine(),
+        "results": results,
+        "failed": failed,
+        "pictures": pictures,
     }
     name = "gemstones_quick" if quick or args.classes else "gemstones"
     RESULTS.mkdir(parents=True, exist_ok=True)

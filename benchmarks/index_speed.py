@@ -33,6 +33,7 @@ based figure (``qps_2cpu``). Run: ``python benchmarks/index_speed.py`` (about 8 
 machine, 20+ under load 10, mostly building HNSW32 over 1M vectors); ``--sizes 100000`` for a
 quick run. Writes benchmarks/results/index_speed.json and .md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,8 +51,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from gemcaption.retrieval.embedders import DEFAULT_DIM  # noqa: E402
-from gemcaption.retrieval.vector_index import (FLAT_MAX, REFINE_K_FACTOR, VectorIndex, apply_search_params,  # noqa: E402
-                                    choose_index_factory, ivf_nlist)
+from gemcaption.retrieval.vector_index import (  # noqa: E402
+    FLAT_MAX,
+    REFINE_K_FACTOR,
+    VectorIndex,
+    apply_search_params,
+    choose_index_factory,
+    ivf_nlist,
+)
 
 RESULTS = ROOT / "benchmarks" / "results"
 THREADS = 2
@@ -79,7 +86,7 @@ class Mixture:
             for table in self.factors:
                 weight = self.rng.lognormal(0.0, WEIGHT_SPREAD, m).astype(np.float32)[:, None]
                 chunk += weight * table[self.rng.choice(OPTIONS, m, p=self.popularity)]
-            out[start:start + m] = unit(chunk)
+            out[start : start + m] = unit(chunk)
         return out
 
 
@@ -91,8 +98,10 @@ def neighbour_profile(vectors: np.ndarray, rng: np.random.Generator, n_queries: 
     """Mean cosine of a member to its 1st, 10th, 100th nearest other member and to the median one."""
     queries = vectors[rng.choice(len(vectors), n_queries, replace=False)]
     ranked = -np.sort(-(queries @ vectors.T), axis=1)  # column 0 is the query itself
-    return {name: round(float(ranked[:, col].mean()), 3)
-            for name, col in (("nn1", 1), ("nn10", 10), ("nn100", 100), ("median", ranked.shape[1] // 2))}
+    return {
+        name: round(float(ranked[:, col].mean()), 3)
+        for name, col in (("nn1", 1), ("nn10", 10), ("nn100", 100), ("median", ranked.shape[1] // 2))
+    }
 
 
 def calibration(dim: int, seed: int) -> tuple[dict, np.ndarray | None]:
@@ -118,16 +127,17 @@ def brute_force(database: np.ndarray, queries: np.ndarray, k: int, block: int = 
     """Exact top-k ids by inner product with numpy, best first."""
     top = np.empty((len(queries), k), np.int64)
     for start in range(0, len(queries), block):
-        scores = queries[start:start + block] @ database.T
+        scores = queries[start : start + block] @ database.T
         part = np.argpartition(-scores, k, axis=1)[:, :k]
         order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
-        top[start:start + block] = np.take_along_axis(part, order, axis=1)
+        top[start : start + block] = np.take_along_axis(part, order, axis=1)
     return top
 
 
 def recall_at_k(found: list[list[tuple[int, float]]], truth: np.ndarray) -> float:
-    return float(np.mean([len({i for i, _ in hits[:K]} & set(row[:K].tolist())) / K
-                          for hits, row in zip(found, truth)]))
+    return float(
+        np.mean([len({i for i, _ in hits[:K]} & set(row[:K].tolist())) / K for hits, row in zip(found, truth)])
+    )
 
 
 LAST_CPU_SECONDS = [0.0]
@@ -166,10 +176,19 @@ def run_data(database: np.ndarray, queries: np.ndarray, ivf_nprobes, hnsw_efs, d
     rows = []
     load = os.getloadavg()[0]
 
-    exact_queries = queries[:1000 if n < 500_000 else 500]  # Flat is slow at 1M: fewer queries
+    exact_queries = queries[: 1000 if n < 500_000 else 500]  # Flat is slow at 1M: fewer queries
     truth, seconds = timed(brute_force, database, queries, K)
-    rows.append({"n": n, "index": "numpy brute force", "params": "", "build_s": 0.0,
-                 **speed(len(queries), seconds), "recall@10": 1.0, "memory_mb": database.nbytes / 2**20})
+    rows.append(
+        {
+            "n": n,
+            "index": "numpy brute force",
+            "params": "",
+            "build_s": 0.0,
+            **speed(len(queries), seconds),
+            "recall@10": 1.0,
+            "memory_mb": database.nbytes / 2**20,
+        }
+    )
     print(f"{data} n={n:,}: numpy brute force {rows[-1]['qps']:.0f} q/s", flush=True)
 
     def build(factory, params):
@@ -179,8 +198,17 @@ def run_data(database: np.ndarray, queries: np.ndarray, ivf_nprobes, hnsw_efs, d
 
     index, build_s = build("Flat", "")
     found, seconds = timed(index.search, exact_queries, K)
-    rows.append({"n": n, "index": "Flat", "params": "", "build_s": build_s, **speed(len(exact_queries), seconds),
-                 "recall@10": recall_at_k(found, truth), "memory_mb": database.nbytes / 2**20})
+    rows.append(
+        {
+            "n": n,
+            "index": "Flat",
+            "params": "",
+            "build_s": build_s,
+            **speed(len(exact_queries), seconds),
+            "recall@10": recall_at_k(found, truth),
+            "memory_mb": database.nbytes / 2**20,
+        }
+    )
     print(f"{data} n={n:,}: Flat {rows[-1]['qps']:.0f} q/s", flush=True)
     del index
     gc.collect()
@@ -200,8 +228,13 @@ def run_data(database: np.ndarray, queries: np.ndarray, ivf_nprobes, hnsw_efs, d
     del del_index
     gc.collect()
     large = choose_index_factory(max(n, FLAT_MAX + 1), dim)  # what "auto" picks above FLAT_MAX
-    del_index = sweep(large, "nprobe", [p for p in ivf_nprobes if p >= 4], (database.nbytes + (dim // 8 + 8) * n) / 2**20,
-                      f",k_factor={REFINE_K_FACTOR}" if "RFlat" in large else "")
+    del_index = sweep(
+        large,
+        "nprobe",
+        [p for p in ivf_nprobes if p >= 4],
+        (database.nbytes + (dim // 8 + 8) * n) / 2**20,
+        f",k_factor={REFINE_K_FACTOR}" if "RFlat" in large else "",
+    )
     del del_index
     gc.collect()
     index = sweep("HNSW32", "efSearch", hnsw_efs, (database.nbytes + n * 32 * 2 * 4 * 1.07 + 8 * n) / 2**20)
@@ -220,26 +253,54 @@ def best_meeting_target(rows: list[dict], n: int) -> dict | None:
 
 
 def markdown(rows: list[dict], meta: dict) -> str:
-    columns = ["data", "n", "index", "params", "build_s", "qps", "qps_2cpu", "cpu_share", "recall@10", "memory_mb",
-               "load_before", "load_after"]
+    columns = [
+        "data",
+        "n",
+        "index",
+        "params",
+        "build_s",
+        "qps",
+        "qps_2cpu",
+        "cpu_share",
+        "recall@10",
+        "memory_mb",
+        "load_before",
+        "load_after",
+    ]
 
     def fmt(v):
-        return f"{v:,.0f}" if isinstance(v, float) and v >= 100 else (f"{v:.3f}" if isinstance(v, float) else
-                                                                    (f"{v:,}" if isinstance(v, int) else str(v)))
+        return (
+            f"{v:,.0f}"
+            if isinstance(v, float) and v >= 100
+            else (f"{v:.3f}" if isinstance(v, float) else (f"{v:,}" if isinstance(v, int) else str(v)))
+        )
 
-    lines = [f"# Index search speed ({meta['dim']}-d, {meta['threads']} threads, {meta['queries']} queries, k={K})",
-             "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines = [
+        f"# Index search speed ({meta['dim']}-d, {meta['threads']} threads, {meta['queries']} queries, k={K})",
+        "",
+        "| " + " | ".join(columns) + " |",
+        "|" + "---|" * len(columns),
+    ]
     lines += ["| " + " | ".join(fmt(r[c]) for c in columns) + " |" for r in rows]
-    lines += ["", "Data: 'flickr8k captions' = the real Flickr8k caption embeddings (TF-IDF + SVD fitted on all "
-              "35,000 captions; 1,000 held-out captions query the other 34,000). 'synthetic' = sums of random "
-              "factor vectors (benchmarks/index_speed.py doc), calibrated on the real ones: mean cosine to the "
-              "1st / 10th / 100th nearest neighbour and to the median vector:", ""]
+    lines += [
+        "",
+        "Data: 'flickr8k captions' = the real Flickr8k caption embeddings (TF-IDF + SVD fitted on all "
+        "35,000 captions; 1,000 held-out captions query the other 34,000). 'synthetic' = sums of random "
+        "factor vectors (benchmarks/index_speed.py doc), calibrated on the real ones: mean cosine to the "
+        "1st / 10th / 100th nearest neighbour and to the median vector:",
+        "",
+    ]
     for name, profile in meta["calibration"].items():
         lines.append(f"- {name}: " + ", ".join(f"{k} {v}" for k, v in profile.items()))
-    lines += ["", "Flat is timed on at most 1000 queries (500 at 1M). qps = batch queries / wall second, through "
-              "gemcaption.retrieval.vector_index.VectorIndex; qps_2cpu = 2 x queries / process CPU second (what two idle "
-              "cores would give with perfect thread scaling); cpu_share = fraction of 2 cores the run got. load = 1-minute load average before / after each size "
-              "(2 cores, shared with other processes: figures are lower bounds for an idle machine).", ""]
+    lines += [
+        "",
+        "Flat is timed on at most 1000 queries (500 at 1M). qps = batch queries / wall second, through "
+        "gemcaption.retrieval.vector_index.VectorIndex; qps_2cpu = 2 x queries / process CPU second (what two idle "
+        "cores would give with perfect thread scaling); cpu_share = fraction of 2 cores the run got. "
+        "load = 1-minute load average before / after each size "
+        "(2 cores, shared with other processes: figures are lower bounds for an idle machine).",
+        "",
+    ]
     for n, verdict in meta["target"].items():
         lines.append(f"- {n} vectors: {verdict}")
     lines.append(f"- auto rule at these sizes: {meta['auto_rule']}")
@@ -271,18 +332,41 @@ def main(argv=None) -> int:
     for data, n in dict.fromkeys((r["data"], r["n"]) for r in rows):
         best = best_meeting_target([r for r in rows if r["data"] == data], n)
         target[f"{data} {n:,}"] = (
-            "no configuration reached recall@10 >= 0.95" if best is None else
-            f"fastest with recall@10 >= {TARGET_RECALL}: {best['index']} {best['params']}, recall "
+            "no configuration reached recall@10 >= 0.95"
+            if best is None
+            else f"fastest with recall@10 >= {TARGET_RECALL}: {best['index']} {best['params']}, recall "
             f"{best['recall@10']:.3f}, {best['qps_2cpu']:,.0f} q/s on 2 CPUs' worth of time "
             f"({best['qps']:,.0f} q/s wall clock on the shared machine); target {TARGET_QPS} q/s "
-            f"{'met' if best['qps_2cpu'] >= TARGET_QPS else 'NOT met'}")
-    meta = {"dim": DEFAULT_DIM, "threads": THREADS, "queries": args.queries, "k": K,
-            "synthetic": {"groups": GROUPS, "options": OPTIONS, "zipf": ZIPF, "weight_spread": WEIGHT_SPREAD,
-                          "noise_std": NOISE_STD, "common": COMMON}, "calibration": profile, "seed": args.seed, "target": target, "faiss": faiss.__version__,
-            "numpy": np.__version__, "python": platform.python_version(), "cpus": os.cpu_count(),
-            "seconds": round(time.perf_counter() - started, 1), "date": time.strftime("%Y-%m-%d %H:%M"),
-            "auto_rule": "; ".join(f"{n:,} -> {choose_index_factory(n, DEFAULT_DIM)} (search parameters tuned "
-                                   f"to recall@10 >= 0.95 at build time)" for n in args.sizes)}
+            f"{'met' if best['qps_2cpu'] >= TARGET_QPS else 'NOT met'}"
+        )
+    meta = {
+        "dim": DEFAULT_DIM,
+        "threads": THREADS,
+        "queries": args.queries,
+        "k": K,
+        "synthetic": {
+            "groups": GROUPS,
+            "options": OPTIONS,
+            "zipf": ZIPF,
+            "weight_spread": WEIGHT_SPREAD,
+            "noise_std": NOISE_STD,
+            "common": COMMON,
+        },
+        "calibration": profile,
+        "seed": args.seed,
+        "target": target,
+        "faiss": faiss.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "seconds": round(time.perf_counter() - started, 1),
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "auto_rule": "; ".join(
+            f"{n:,} -> {choose_index_factory(n, DEFAULT_DIM)} (search parameters tuned "
+            f"to recall@10 >= 0.95 at build time)"
+            for n in args.sizes
+        ),
+    }
     text = markdown(rows, meta)
     RESULTS.mkdir(parents=True, exist_ok=True)
     name = "index_speed" if args.sizes == [100_000, 1_000_000] else "index_speed_partial"

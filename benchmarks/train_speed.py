@@ -26,20 +26,32 @@ benchmark (pretrained EfficientNet-Lite0 at 224 px, embedding 256, words seen 5 
 
     python benchmarks/train_speed.py [--configs defaults lite0-224] [--limit N]
 """
+
 from __future__ import annotations
 
 import argparse
 import time
 
 import numpy as np
-
 from common import SHARED, machine, table, write_results
 
 CONFIGS = {
-    "defaults": {"encoder": "efficientnetb0", "image_size": 299, "weights": None, "embed_dim": 512,
-                 "ff_dim": 512, "min_count": 1},
-    "lite0-224": {"encoder": "efficientnet_lite0", "image_size": 224, "weights": "imagenet", "embed_dim": 256,
-                  "ff_dim": 256, "min_count": 5},
+    "defaults": {
+        "encoder": "efficientnetb0",
+        "image_size": 299,
+        "weights": None,
+        "embed_dim": 512,
+        "ff_dim": 512,
+        "min_count": 1,
+    },
+    "lite0-224": {
+        "encoder": "efficientnet_lite0",
+        "image_size": 224,
+        "weights": "imagenet",
+        "embed_dim": 256,
+        "ff_dim": 256,
+        "min_count": 5,
+    },
 }
 
 
@@ -78,7 +90,7 @@ def naive_epoch(captioner, samples, tokens, batch_size, n_batches):
         encoded = time.perf_counter()
         batch_tokens = tokens[chosen][kept]
         for k in range(batch_tokens.shape[1]):  # one optimizer step per caption
-            step(grids, batch_tokens[:, k:k + 1, :-1], batch_tokens[:, k:k + 1, 1:])
+            step(grids, batch_tokens[:, k : k + 1, :-1], batch_tokens[:, k : k + 1, 1:])
         finished = time.perf_counter()
         if b:
             encode_times.append(encoded - started)
@@ -137,14 +149,25 @@ def measure(name, train, args):
     one_by_one = len(few) / (time.perf_counter() - started)
     encoder = captioner.encoder
     return {
-        "config": name, "encoder": encoder.name, "image_size": encoder.image_size,
-        "weights": encoder.weights_source, "embed_dim": config["embed_dim"], "ff_dim": config["ff_dim"],
-        "vocabulary": len(captioner.vocabulary), "images": len(train), "feature_cache_read_seconds": extraction,
-        "fit_setup_seconds": setup, "epoch_seconds": fast,
-        "naive_epoch_seconds": naive, "naive_read_and_encode_seconds": encode_part,
-        "naive_decoder_steps_seconds": step_part, "training_speedup": naive / fast,
-        "captions_per_second": batched, "naive_captions_per_second": one_by_one,
-        "decoding_speedup": batched / one_by_one, "load_average_1m": machine()["load_average_1m"],
+        "config": name,
+        "encoder": encoder.name,
+        "image_size": encoder.image_size,
+        "weights": encoder.weights_source,
+        "embed_dim": config["embed_dim"],
+        "ff_dim": config["ff_dim"],
+        "vocabulary": len(captioner.vocabulary),
+        "images": len(train),
+        "feature_cache_read_seconds": extraction,
+        "fit_setup_seconds": setup,
+        "epoch_seconds": fast,
+        "naive_epoch_seconds": naive,
+        "naive_read_and_encode_seconds": encode_part,
+        "naive_decoder_steps_seconds": step_part,
+        "training_speedup": naive / fast,
+        "captions_per_second": batched,
+        "naive_captions_per_second": one_by_one,
+        "decoding_speedup": batched / one_by_one,
+        "load_average_1m": machine()["load_average_1m"],
     }
 
 
@@ -163,21 +186,43 @@ def main():
 
     train = list(load_dataset(f"flickr8k:{args.data_dir}").split("train"))[: args.limit]
     rows = [measure(name, train, args) for name in args.configs]
-    payload = {"data": f"Flickr8k train split, {len(train)} images x 5 captions", "decoder": "transformer",
-               "batch_size": args.batch_size, "naive_epoch_extrapolated_from_batches": args.naive_batches,
-               "naive_decode_images": args.naive_decode_images, "decode_images": args.decode_images,
-               "command": "python benchmarks/train_speed.py --configs " + " ".join(args.configs)
-               + (f" --limit {args.limit}" if args.limit else ""),
-               "rows": rows, "machine": machine()}
-    columns = ["config", "encoder", "image_size", "embed_dim", "vocabulary", "fit_setup_seconds", "epoch_seconds", "naive_epoch_seconds",
-               "naive_read_and_encode_seconds", "training_speedup", "captions_per_second",
-               "naive_captions_per_second", "decoding_speedup", "load_average_1m"]
-    md = (f"Flickr8k train ({len(train)} images x 5 captions), Transformer decoder, batch {args.batch_size}. "
-          f"Seconds per training epoch (gemcaption: one measured epoch, compile included, once-per-fit set-up "
-          f"apart; naive: extrapolated from "
-          f"{args.naive_batches} batches) and greedy captions per second (naive: {args.naive_decode_images} "
-          f"images one at a time). `defaults` has a random-weight encoder (no download here; same timing).\n\n"
-          + table(rows, columns))
+    payload = {
+        "data": f"Flickr8k train split, {len(train)} images x 5 captions",
+        "decoder": "transformer",
+        "batch_size": args.batch_size,
+        "naive_epoch_extrapolated_from_batches": args.naive_batches,
+        "naive_decode_images": args.naive_decode_images,
+        "decode_images": args.decode_images,
+        "command": "python benchmarks/train_speed.py --configs "
+        + " ".join(args.configs)
+        + (f" --limit {args.limit}" if args.limit else ""),
+        "rows": rows,
+        "machine": machine(),
+    }
+    columns = [
+        "config",
+        "encoder",
+        "image_size",
+        "embed_dim",
+        "vocabulary",
+        "fit_setup_seconds",
+        "epoch_seconds",
+        "naive_epoch_seconds",
+        "naive_read_and_encode_seconds",
+        "training_speedup",
+        "captions_per_second",
+        "naive_captions_per_second",
+        "decoding_speedup",
+        "load_average_1m",
+    ]
+    md = (
+        f"Flickr8k train ({len(train)} images x 5 captions), Transformer decoder, batch {args.batch_size}. "
+        f"Seconds per training epoch (gemcaption: one measured epoch, compile included, once-per-fit set-up "
+        f"apart; naive: extrapolated from "
+        f"{args.naive_batches} batches) and greedy captions per second (naive: {args.naive_decode_images} "
+        f"images one at a time). `defaults` has a random-weight encoder (no download here; same timing).\n\n"
+        + table(rows, columns)
+    )
     write_results("train_speed", payload, md)
 
 

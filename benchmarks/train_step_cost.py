@@ -15,13 +15,13 @@ the feature grids are random numbers, which changes no timing.
 
     python benchmarks/train_step_cost.py [--repeats 5]
 """
+
 from __future__ import annotations
 
 import argparse
 import time
 
 import numpy as np
-
 from common import SHARED, machine, table, write_results
 
 
@@ -42,12 +42,12 @@ def main():
     args = parser.parse_args()
 
     import keras
+    from train_speed import naive_step
 
-    from gemcaption.data.loaders import load_dataset
     from gemcaption.captioning.decoders import build_decoder
     from gemcaption.captioning.training import caption_array
     from gemcaption.captioning.vocabulary import Vocabulary
-    from train_speed import naive_step
+    from gemcaption.data.loaders import load_dataset
 
     train = list(load_dataset(f"flickr8k:{args.data_dir}").split("train"))
     vocabulary = Vocabulary.build((c for s in train for c in s.captions), 10_000, 1)
@@ -57,8 +57,9 @@ def main():
     inputs, targets = (features, tokens[:, :, :-1]), tokens[:, :, 1:]
 
     def decoder(vocab_size):
-        model = build_decoder("transformer", vocab_size=vocab_size, seq_len=25, embed_dim=args.embed_dim,
-                              ff_dim=args.embed_dim)
+        model = build_decoder(
+            "transformer", vocab_size=vocab_size, seq_len=25, embed_dim=args.embed_dim, ff_dim=args.embed_dim
+        )
         model.compile(optimizer=keras.optimizers.Adam(1e-4))
         return model
 
@@ -72,24 +73,42 @@ def main():
 
     def naive():
         for k in range(tokens.shape[1]):
-            step(features, tokens[:, k:k + 1, :-1], tokens[:, k:k + 1, 1:])
+            step(features, tokens[:, k : k + 1, :-1], tokens[:, k : k + 1, 1:])
 
     rows = [
-        {"step": "gemcaption", "vocabulary": len(vocabulary),
-         "seconds_per_batch": seconds(lambda: full.train_on_batch(inputs, targets), args.repeats)},
-        {"step": "gemcaption, 16-word output", "vocabulary": 16,
-         "seconds_per_batch": seconds(lambda: small.train_on_batch(small_inputs, small_targets), args.repeats)},
-        {"step": "naive: 5 steps, full logits", "vocabulary": len(vocabulary),
-         "seconds_per_batch": seconds(naive, args.repeats)},
+        {
+            "step": "gemcaption",
+            "vocabulary": len(vocabulary),
+            "seconds_per_batch": seconds(lambda: full.train_on_batch(inputs, targets), args.repeats),
+        },
+        {
+            "step": "gemcaption, 16-word output",
+            "vocabulary": 16,
+            "seconds_per_batch": seconds(lambda: small.train_on_batch(small_inputs, small_targets), args.repeats),
+        },
+        {
+            "step": "naive: 5 steps, full logits",
+            "vocabulary": len(vocabulary),
+            "seconds_per_batch": seconds(naive, args.repeats),
+        },
     ]
     real = int(np.count_nonzero(targets))
-    payload = {"data": "Flickr8k train, first 64 images x 5 captions; random feature grids",
-               "embed_dim": args.embed_dim, "grid": args.grid, "real_target_tokens": real,
-               "target_positions": int(targets.size), "repeats": args.repeats,
-               "command": "python benchmarks/train_step_cost.py", "rows": rows, "machine": machine()}
-    md = (f"One batch of 64 Flickr8k train images x 5 captions ({real} real target tokens of {targets.size} "
-          f"positions), Transformer, embedding {args.embed_dim}, {args.grid}-cell feature grid; mean of "
-          f"{args.repeats} steps after a compiling one.\n\n" + table(rows, ["step", "vocabulary", "seconds_per_batch"]))
+    payload = {
+        "data": "Flickr8k train, first 64 images x 5 captions; random feature grids",
+        "embed_dim": args.embed_dim,
+        "grid": args.grid,
+        "real_target_tokens": real,
+        "target_positions": int(targets.size),
+        "repeats": args.repeats,
+        "command": "python benchmarks/train_step_cost.py",
+        "rows": rows,
+        "machine": machine(),
+    }
+    md = (
+        f"One batch of 64 Flickr8k train images x 5 captions ({real} real target tokens of {targets.size} "
+        f"positions), Transformer, embedding {args.embed_dim}, {args.grid}-cell feature grid; mean of "
+        f"{args.repeats} steps after a compiling one.\n\n" + table(rows, ["step", "vocabulary", "seconds_per_batch"])
+    )
     write_results("train_step_cost", payload, md)
 
 

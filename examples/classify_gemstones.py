@@ -7,6 +7,7 @@
 regression on EfficientNet-Lite0 features + colour histogram + LBP), ``rf``/``svm`` (colour histogram
 + LBP), ``cnn`` (a trained head on the encoder), ``vae`` (the seed paper's VAE), ``gan``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,12 +48,16 @@ def main(argv=None) -> int:
     options = {"epochs": args.epochs} if args.epochs is not None and args.model in EPOCH_MODELS else {}
     classifier = GemClassifier(args.model, **options)
     if not args.quiet:
-        print(f"{args.model}: training on {len(train)} images of {len(train.labels)} classes, "
-              f"testing on {len(test)}", file=sys.stderr)
+        print(
+            f"{args.model}: training on {len(train)} images of {len(train.labels)} classes, testing on {len(test)}",
+            file=sys.stderr,
+        )
     classifier.fit(train, progress=not args.quiet)
     figures = classifier.evaluate(test, progress=not args.quiet)
-    print(f"test accuracy {figures['accuracy']:.3f} on {figures['evaluated']} images "
-          f"(chance {1 / len(classifier.labels):.3f})")
+    print(
+        f"test accuracy {figures['accuracy']:.3f} on {figures['evaluated']} images "
+        f"(chance {1 / len(classifier.labels):.3f})"
+    )
     for image, text in zip(test.images[:3], classifier.describe(test.images[:3])):
         print(f"  {image}: {text}")
     if args.out:

@@ -7,6 +7,7 @@ Extra columns: ``label`` (e.g. the product category) and ``split`` (train/val/te
 present; without a split column a seeded 80/20 split by image is made. Image paths are relative to
 the CSV's folder or its ``images/`` subfolder. The shared jewellery set has Spanish captions.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,17 +36,26 @@ def main(argv=None) -> int:
     if args.limit is not None:  # a seeded random subset: catalogues are often sorted by category
         samples = list(dataset.samples)
         random.Random(0).shuffle(samples)
-        dataset = Dataset(samples[:args.limit], dataset.name)
+        dataset = Dataset(samples[: args.limit], dataset.name)
     if set(dataset.splits) <= {"train"}:
         dataset = split_dataset(dataset, {"train": 1 - args.val_fraction, "val": args.val_fraction}, seed=0)
     validation_split = next((s for s in ("val", "dev", "test") if s in dataset.splits), None)
     train = dataset.split("train")
     validation = dataset.split(validation_split) if validation_split else None
-    captioner = Captioner("transformer", encoder="efficientnet_lite0", image_size=args.image_size,
-                          embed_dim=args.embed_dim, ff_dim=args.embed_dim, min_count=1)
+    captioner = Captioner(
+        "transformer",
+        encoder="efficientnet_lite0",
+        image_size=args.image_size,
+        embed_dim=args.embed_dim,
+        ff_dim=args.embed_dim,
+        min_count=1,
+    )
     if not args.quiet:
-        print(f"training on {len(train)} images ({train.caption_count} captions), validating on "
-              f"{len(validation) if validation else 0}; encoder: {captioner.encoder.weights_source}", file=sys.stderr)
+        print(
+            f"training on {len(train)} images ({train.caption_count} captions), validating on "
+            f"{len(validation) if validation else 0}; encoder: {captioner.encoder.weights_source}",
+            file=sys.stderr,
+        )
     captioner.fit(train, validation, epochs=args.epochs, batch_size=args.batch_size, verbose=0 if args.quiet else 2)
     captioner.save(args.out)
 
@@ -53,8 +63,10 @@ def main(argv=None) -> int:
         generated = captioner.caption(validation.images, progress=not args.quiet)
         pairs = [(list(refs), text) for refs, text in zip(validation.captions, generated) if text is not None]
         figures = caption_metrics([r for r, _ in pairs], [t for _, t in pairs])
-        print(f"{validation_split}: {len(pairs)} images, BLEU-1 {figures['bleu1']:.3f}, BLEU-4 {figures['bleu4']:.3f}, "
-              f"TF-IDF cosine {figures['tfidf_cosine']:.3f}")
+        print(
+            f"{validation_split}: {len(pairs)} images, BLEU-1 {figures['bleu1']:.3f}, BLEU-4 {figures['bleu4']:.3f}, "
+            f"TF-IDF cosine {figures['tfidf_cosine']:.3f}"
+        )
         for image, text, refs in list(zip(validation.images, generated, validation.captions))[:3]:
             print(f"  {image}\n    generated: {text}\n    true:      {' | '.join(refs)}")
     print(f"model saved to {args.out}")

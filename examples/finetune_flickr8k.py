@@ -6,6 +6,7 @@
 The folder holds ``captions.txt`` (or ``Flickr8k.token.txt``), ``Images/`` and the
 ``Flickr_8k.*Images.txt`` split lists. Encoder features are cached, so the second run skips the CNN.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,19 +39,30 @@ def main(argv=None) -> int:
     validation_split = next(s for s in ("dev", "val", "test") if s in dataset.splits)
     train = first(dataset.split("train"), args.limit)
     dev = first(dataset.split(validation_split), None if args.limit is None else max(2, args.limit // 5))
-    captioner = Captioner(args.decoder, encoder="efficientnet_lite0", image_size=args.image_size,
-                          embed_dim=args.embed_dim, ff_dim=args.embed_dim)
+    captioner = Captioner(
+        args.decoder,
+        encoder="efficientnet_lite0",
+        image_size=args.image_size,
+        embed_dim=args.embed_dim,
+        ff_dim=args.embed_dim,
+    )
     if not args.quiet:
-        print(f"training on {len(train)} images, validating on {len(dev)} ({validation_split}); "
-              f"encoder weights: {captioner.encoder.weights_source}", file=sys.stderr)
+        print(
+            f"training on {len(train)} images, validating on {len(dev)} ({validation_split}); "
+            f"encoder weights: {captioner.encoder.weights_source}",
+            file=sys.stderr,
+        )
     captioner.fit(train, dev, epochs=args.epochs, batch_size=args.batch_size, verbose=0 if args.quiet else 2)
     captioner.save(args.out)
 
     generated = captioner.caption(dev.images, beam_width=args.beam, progress=not args.quiet)
     scored = [(list(refs), text) for refs, text in zip(dev.captions, generated) if text is not None]
     figures = caption_metrics([r for r, _ in scored], [t for _, t in scored])
-    print(f"{validation_split} split, {len(scored)} images: " + ", ".join(
-        f"BLEU-{n} {figures[f'bleu{n}']:.3f}" for n in range(1, 5)) + f", TF-IDF cosine {figures['tfidf_cosine']:.3f}")
+    print(
+        f"{validation_split} split, {len(scored)} images: "
+        + ", ".join(f"BLEU-{n} {figures[f'bleu{n}']:.3f}" for n in range(1, 5))
+        + f", TF-IDF cosine {figures['tfidf_cosine']:.3f}"
+    )
     for image, text in list(zip(dev.images, generated))[:3]:
         print(f"  {image}: {text}")
     print(f"model saved to {args.out}")

@@ -1,4 +1,4 @@
-"""Build a search index from Python with :class:`gemcaption.retrieval.retriever.Retriever` and query it by text and image.
+"""Build a search index from Python with :class:`gemcaption.Retriever` and query it by text and image.
 
     python examples/search_with_retriever.py --model demo-report/model --data demo --text "a blue sapphire ring"
     python examples/search_with_retriever.py --data csv:../shared/data/jewelry/captions.csv --epochs 3 --limit 60 \\
@@ -7,6 +7,7 @@
 Without ``--model`` a small captioner is first trained on the data's train split. The index is
 built over the test split (or the whole set when it has no test split) and saved with ``--out``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,7 +43,7 @@ def main(argv=None) -> int:
     if args.limit is not None:  # a seeded random subset: catalogues are often sorted by category
         samples = list(dataset.samples)
         random.Random(0).shuffle(samples)
-        dataset = Dataset(samples[:args.limit], dataset.name)
+        dataset = Dataset(samples[: args.limit], dataset.name)
     if "test" not in dataset.splits:
         dataset = split_dataset(dataset, (0.8, 0.2), names=("train", "test"))
     train, test = dataset.split("train"), dataset.split("test")
@@ -50,8 +51,9 @@ def main(argv=None) -> int:
     if args.model:
         captioner = Captioner.load(args.model)
     else:
-        captioner = Captioner("transformer", encoder="efficientnet_lite0", image_size=args.image_size,
-                              embed_dim=128, ff_dim=256)
+        captioner = Captioner(
+            "transformer", encoder="efficientnet_lite0", image_size=args.image_size, embed_dim=128, ff_dim=256
+        )
         captioner.fit(train, epochs=args.epochs, batch_size=16, verbose=0 if args.quiet else 2)
 
     retriever = Retriever(captioner, model_dir=args.model, progress=not args.quiet)

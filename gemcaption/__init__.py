@@ -7,6 +7,7 @@ The public API, flat::
 Names are imported on first use, so ``import gemcaption`` stays fast and does not load
 TensorFlow until a model is needed.
 """
+
 import importlib as _importlib
 import os as _os
 

@@ -4,6 +4,7 @@ All derive from :class:`GemcaptionError`. Errors about a bad argument are also `
 (``ConfigError``, ``UnknownNameError``, ``ImageError``, ``DatasetError``, ``EvaluationError``,
 ``QueryError``), so code that catches ``ValueError`` keeps working.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable

@@ -20,6 +20,7 @@ fsynced and the backup deleted. If the block raises, the temporary directory is 
 target is untouched. The only moment the target name is absent is between the two renames;
 :func:`resolve_directory` (used by loaders) then restores the complete backup.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -190,8 +191,13 @@ class Manifest:
     files: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return {"format": self.format, "format_version": self.format_version, "kind": self.kind,
-                "config": self.config, "files": self.files}
+        return {
+            "format": self.format,
+            "format_version": self.format_version,
+            "kind": self.kind,
+            "config": self.config,
+            "files": self.files,
+        }
 
 
 def file_sha256(path: PathLike) -> str:
@@ -238,12 +244,22 @@ def read_manifest(directory: PathLike, format: str, versions: Iterable[int], *, 
         raise ModelError(f"{directory}: not a {format} directory (format {found!r})")
     version = payload.get("format_version")
     if version not in versions:
-        raise ModelError(f"{directory}: {format} format version {version!r} is not supported by this "
-                         f"gemcaption (it reads versions {', '.join(map(str, versions))}); "
-                         + ("upgrade gemcaption" if isinstance(version, int) and version > versions[-1]
-                            else "the directory may be damaged"))
-    manifest = Manifest(format, version, str(payload.get("kind", "")), dict(payload.get("config") or {}),
-                        dict(payload.get("files") or {}))
+        raise ModelError(
+            f"{directory}: {format} format version {version!r} is not supported by this "
+            f"gemcaption (it reads versions {', '.join(map(str, versions))}); "
+            + (
+                "upgrade gemcaption"
+                if isinstance(version, int) and version > versions[-1]
+                else "the directory may be damaged"
+            )
+        )
+    manifest = Manifest(
+        format,
+        version,
+        str(payload.get("kind", "")),
+        dict(payload.get("config") or {}),
+        dict(payload.get("files") or {}),
+    )
     if verify:
         for rel, expected in manifest.files.items():
             path = directory / rel
@@ -254,8 +270,9 @@ def read_manifest(directory: PathLike, format: str, versions: Iterable[int], *, 
     return manifest
 
 
-def save_directory(target: PathLike, format: str, format_version: int, kind: str, config: dict,
-                   write: Callable[[Path], None]) -> Path:
+def save_directory(
+    target: PathLike, format: str, format_version: int, kind: str, config: dict, write: Callable[[Path], None]
+) -> Path:
     """Atomically replace directory ``target``: ``write(staging)`` fills a staging directory, then
     the manifest (with checksums) is added and the whole directory swapped into place."""
     with atomic_directory(target) as staged:

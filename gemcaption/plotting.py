@@ -9,6 +9,7 @@ the Agg backend is selected then, so plots work on servers without a display. Ev
 >>> axes.plot([1, 2, 3])
 >>> save_png(figure, "out/curve.png", dpi=80)   # written atomically, figure closed
 """
+
 from __future__ import annotations
 
 import io

@@ -14,6 +14,7 @@ until a name is used, and without any import done only for its side effect. An u
 >>> SAMPLERS.get("Beam-Search")
 <class 'gemcaption.captioning.samplers.beam.BeamSampler'>
 """
+
 from __future__ import annotations
 
 import importlib
@@ -47,9 +48,11 @@ class Registry(Generic[T]):
         any other string is stored as it is."""
         key = normalize_name(name)
         if target is None:
+
             def decorator(obj: Callable) -> Callable:
                 self.register(key, obj, aliases=aliases)  # type: ignore[arg-type]
                 return obj
+
             return decorator
         if key in self._entries or key in self._aliases:
             raise ValueError(f"{self.kind} {key!r} is already registered")

@@ -3,6 +3,7 @@
 No downloaded data is needed (nltk's ``word_tokenize`` needs punkt; this does not). Letters with
 accents are kept, so Spanish captions ("Pendientes de plata con circonitas") survive intact.
 """
+
 import re
 import unicodedata
 

@@ -1,5 +1,6 @@
 """The shared fakes of the test suite: tiny drawn images with known captions, and a captioner
 that describes an image by its colour (so retrieval, web and CLI tests need no trained model)."""
+
 import io
 import json
 from pathlib import Path

@@ -6,6 +6,7 @@ loadable" tests of the index, the embedder and the classifier.
 is SIGKILLed after a random delay. The caller then checks that the directory loads with one of the
 two contents. :func:`leftovers` lists the staging / backup directories a killed save left beside it.
 """
+
 from __future__ import annotations
 
 import os
@@ -25,8 +26,9 @@ def kill_while_saving(code: str, args: list[str], delay: float, timeout: float =
     """Run ``code`` with ``args`` in a fresh interpreter, wait for ``READY``, sleep ``delay``
     seconds and SIGKILL it. Fails with the child's stderr if it dies or never gets ready."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
-    child = subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True, env=env)
+    child = subprocess.Popen(
+        [sys.executable, "-c", code, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
     try:
         ready, _, _ = select.select([child.stdout], [], [], timeout)
         if not ready or child.stdout.readline().strip() != READY:

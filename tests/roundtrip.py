@@ -2,6 +2,7 @@
 
 >>> assert_round_trip(captioner, lambda c: c.save(tmp_path / "m"), Captioner.load, same_captions)
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -10,8 +11,9 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
-def assert_round_trip(obj: T, save: Callable[[T], Any], load: Callable[[Any], T],
-                      compare: Callable[[T, T], Any] | None = None) -> T:
+def assert_round_trip(
+    obj: T, save: Callable[[T], Any], load: Callable[[Any], T], compare: Callable[[T, T], Any] | None = None
+) -> T:
     """``loaded = load(save(obj))`` and ``compare(obj, loaded)``; returns ``loaded``.
 
     ``save`` returns whatever ``load`` takes (a path, bytes, a dict). ``compare`` either asserts

@@ -1,4 +1,5 @@
 """Every script in examples/ runs to completion in-process, with tiny settings on tiny generated data."""
+
 import importlib.util
 from pathlib import Path
 
@@ -52,8 +53,24 @@ def test_finetune_flickr8k(tmp_path, capsys):
     (root / "Flickr_8k.devImages.txt").write_text("\n".join(dev) + "\n")
     out = tmp_path / "model"
     code = load_example("finetune_flickr8k").main(
-        ["--data-dir", str(root), "--epochs", "1", "--limit", "8", "--image-size", "64", "--embed-dim", "32",
-         "--batch-size", "4", "--out", str(out), "--quiet"])
+        [
+            "--data-dir",
+            str(root),
+            "--epochs",
+            "1",
+            "--limit",
+            "8",
+            "--image-size",
+            "64",
+            "--embed-dim",
+            "32",
+            "--batch-size",
+            "4",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
     assert code == 0 and (out / "manifest.json").is_file()  # a saved captioner directory
     printed = capsys.readouterr().out
     assert "dev split, 2 images: BLEU-1" in printed and "model saved to" in printed
@@ -63,14 +80,30 @@ def test_finetune_catalogue(tmp_path, capsys):
     rows = ["image,caption,granularity"]
     for i, stone, rgb in pieces(10):
         draw(tmp_path / "shop" / "images" / f"p{i}.jpg", rgb, i)
-        rows += [f"p{i}.jpg,Anillo de {stone.lower()},category",
-                 f"p{i}.jpg,Anillo de plata con {stone.lower()},material"]
+        rows += [
+            f"p{i}.jpg,Anillo de {stone.lower()},category",
+            f"p{i}.jpg,Anillo de plata con {stone.lower()},material",
+        ]
     csv = tmp_path / "shop" / "captions.csv"
     csv.write_text("\n".join(rows) + "\n", encoding="utf-8")
     out = tmp_path / "model"
     code = load_example("finetune_catalogue").main(
-        ["--csv", str(csv), "--epochs", "1", "--limit", "10", "--image-size", "64", "--embed-dim", "32",
-         "--out", str(out), "--quiet"])
+        [
+            "--csv",
+            str(csv),
+            "--epochs",
+            "1",
+            "--limit",
+            "10",
+            "--image-size",
+            "64",
+            "--embed-dim",
+            "32",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
     assert code == 0 and (out / "vocabulary.json").is_file()
     printed = capsys.readouterr().out
     assert "val: 2 images, BLEU-1" in printed and "generated:" in printed and "Anillo" in printed
@@ -84,8 +117,24 @@ def test_search_with_retriever(tmp_path, capsys):
     (tmp_path / "set" / "list.csv").write_text("\n".join(rows) + "\n")
     out = tmp_path / "index"
     code = load_example("search_with_retriever").main(
-        ["--data", f"csv:{tmp_path / 'set' / 'list.csv'}", "--epochs", "1", "--limit", "15", "--image-size", "64",
-         "--text", "a ruby ring", "-k", "2", "--out", str(out), "--quiet"])
+        [
+            "--data",
+            f"csv:{tmp_path / 'set' / 'list.csv'}",
+            "--epochs",
+            "1",
+            "--limit",
+            "15",
+            "--image-size",
+            "64",
+            "--text",
+            "a ruby ring",
+            "-k",
+            "2",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
     assert code == 0 and (out / "metadata.sqlite").is_file()
     printed = capsys.readouterr().out
     assert "indexed 3 images" in printed and 'text query "a ruby ring":' in printed
@@ -97,7 +146,8 @@ def test_classify_gemstones(tmp_path, capsys):
         draw(tmp_path / "gems" / stone / f"{i}.jpg", rgb, i)
     out = tmp_path / "classifier"
     code = load_example("classify_gemstones").main(
-        ["--data-dir", str(tmp_path / "gems"), "--model", "rf", "--limit", "5", "--out", str(out), "--quiet"])
+        ["--data-dir", str(tmp_path / "gems"), "--model", "rf", "--limit", "5", "--out", str(out), "--quiet"]
+    )
     assert code == 0 and (out / "manifest.json").is_file()
     assert GemClassifier.load(out).labels == sorted(STONES)  # the saved classifier loads back
     printed = capsys.readouterr().out

@@ -1,4 +1,5 @@
 """gemcaption.persistence: manifests (format, version, checksums), atomic files and directories."""
+
 import json
 import os
 

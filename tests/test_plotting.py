@@ -1,4 +1,5 @@
 """gemcaption.plotting: matplotlib only on first use, on Agg, pictures saved atomically and closed."""
+
 import subprocess
 import sys
 
@@ -9,8 +10,10 @@ from gemcaption.plotting import figure_png, pyplot, save_png
 
 
 def test_matplotlib_is_imported_on_first_use_only():
-    code = ("import sys, gemcaption.plotting, gemcaption.evaluation; print('matplotlib' in sys.modules); "
-            "gemcaption.plotting.pyplot(); import matplotlib; print(matplotlib.get_backend().lower())")
+    code = (
+        "import sys, gemcaption.plotting, gemcaption.evaluation; print('matplotlib' in sys.modules); "
+        "gemcaption.plotting.pyplot(); import matplotlib; print(matplotlib.get_backend().lower())"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["False", "agg"]
 

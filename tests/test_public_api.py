@@ -38,7 +38,7 @@ def _imports(path: Path) -> set[str]:
         if isinstance(node, ast.ImportFrom):
             base = package.split(".")
             if node.level:
-                base = base[:len(base) - node.level + 1]
+                base = base[: len(base) - node.level + 1]
                 names.add(".".join(base + ([node.module] if node.module else [])))
             elif node.module:
                 names.add(node.module)

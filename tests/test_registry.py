@@ -1,4 +1,5 @@
 """gemcaption.registry: names, aliases, lazy targets and the one error listing the choices."""
+
 import subprocess
 import sys
 
@@ -61,10 +62,12 @@ def test_register_as_a_decorator_returns_the_object():
 
 
 def test_lazy_targets_are_imported_on_first_use_only():
-    code = ("import sys; from gemcaption.registry import Registry; r = Registry('thing'); "
-            "r.register('decoder', 'json.decoder:JSONDecoder'); r.register('x', 'email.mime.text:MIMEText'); "
-            "print('email.mime.text' in sys.modules); cls = r.get('x'); "
-            "print('email.mime.text' in sys.modules, cls.__name__, r.get('x') is cls)")
+    code = (
+        "import sys; from gemcaption.registry import Registry; r = Registry('thing'); "
+        "r.register('decoder', 'json.decoder:JSONDecoder'); r.register('x', 'email.mime.text:MIMEText'); "
+        "print('email.mime.text' in sys.modules); cls = r.get('x'); "
+        "print('email.mime.text' in sys.modules, cls.__name__, r.get('x') is cls)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["False", "True", "MIMEText", "True"]
 

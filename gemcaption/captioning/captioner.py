@@ -9,6 +9,7 @@
 Settings live in one :class:`~gemcaption.captioning.config.CaptionerConfig` (``captioner.config``);
 saving and loading are in :mod:`gemcaption.captioning.saving`.
 """
+
 from __future__ import annotations
 
 import os
@@ -40,20 +41,43 @@ class Captioner:
     sequence length 25 tokens (including start and end), embedding 512, feed-forward 512.
     """
 
-    def __init__(self, decoder: str | None = None, encoder: str | None = None, image_size: int | None = None,
-                 weights: Any = _UNSET, vocab_size: int | None = None, min_count: int | None = None,
-                 seq_len: int | None = None, embed_dim: int | None = None, ff_dim: int | None = None,
-                 num_heads: int | None = None, num_layers: int | None = None, dropout: float | None = None,
-                 seed: int | None = None, feature_cache=True, *, config: CaptionerConfig | dict | None = None):
+    def __init__(
+        self,
+        decoder: str | None = None,
+        encoder: str | None = None,
+        image_size: int | None = None,
+        weights: Any = _UNSET,
+        vocab_size: int | None = None,
+        min_count: int | None = None,
+        seq_len: int | None = None,
+        embed_dim: int | None = None,
+        ff_dim: int | None = None,
+        num_heads: int | None = None,
+        num_layers: int | None = None,
+        dropout: float | None = None,
+        seed: int | None = None,
+        feature_cache=True,
+        *,
+        config: CaptionerConfig | dict | None = None,
+    ):
         config = CaptionerConfig() if config is None else CaptionerConfig.from_config(config)
         encoder_changes = _given(name=encoder, image_size=image_size)
         if weights is not _UNSET:
             encoder_changes["weights"] = weights
-        decoder_changes = _given(kind=decoder, seq_len=seq_len, embed_dim=embed_dim, ff_dim=ff_dim,
-                                 num_heads=num_heads, num_layers=num_layers, dropout=dropout)
+        decoder_changes = _given(
+            kind=decoder,
+            seq_len=seq_len,
+            embed_dim=embed_dim,
+            ff_dim=ff_dim,
+            num_heads=num_heads,
+            num_layers=num_layers,
+            dropout=dropout,
+        )
         self.config: CaptionerConfig = config.replace(
-            encoder=config.encoder.replace(**encoder_changes), decoder=config.decoder.replace(**decoder_changes),
-            **_given(vocab_size=vocab_size, min_count=min_count, seed=seed))
+            encoder=config.encoder.replace(**encoder_changes),
+            decoder=config.decoder.replace(**decoder_changes),
+            **_given(vocab_size=vocab_size, min_count=min_count, seed=seed),
+        )
         self.feature_cache = feature_cache
         self.vocabulary: Any = None  # a Vocabulary once trained or loaded
         self.decoder: Any = None  # the Keras decoder once trained or loaded
@@ -96,9 +120,16 @@ class Captioner:
         return grids.mean(axis=1)
 
     # -- generation --------------------------------------------------------------------------
-    def caption_features(self, features: np.ndarray, sampler: str | Sampler | dict | int | None = None, *,
-                         beam_width: int | None = None, batch_size: int = 64, progress: bool = False,
-                         **sampler_options: Any) -> list[str]:
+    def caption_features(
+        self,
+        features: np.ndarray,
+        sampler: str | Sampler | dict | int | None = None,
+        *,
+        beam_width: int | None = None,
+        batch_size: int = 64,
+        progress: bool = False,
+        **sampler_options: Any,
+    ) -> list[str]:
         """Captions for precomputed feature grids (N, G, C); ``sampler`` etc. as in :meth:`caption`."""
         from tqdm.auto import tqdm
 
@@ -109,13 +140,21 @@ class Captioner:
         assert v is not None  # _require_trained checked it
         captions: list[str] = []
         for start in tqdm(range(0, len(features), batch_size), desc="Captioning", unit="batch", disable=not progress):
-            batch = np.asarray(features[start:start + batch_size], np.float32)
+            batch = np.asarray(features[start : start + batch_size], np.float32)
             ids = chosen(self.decoder, batch, start_id=v.start_id, end_id=v.end_id, pad_id=v.pad_id)
             captions.extend(v.decode(row) for row in ids)
         return captions
 
-    def caption(self, images, sampler: str | Sampler | dict | int | None = None, *, beam_width: int | None = None,
-                batch_size: int = 64, progress: bool = False, **sampler_options: Any) -> list[str | None]:
+    def caption(
+        self,
+        images,
+        sampler: str | Sampler | dict | int | None = None,
+        *,
+        beam_width: int | None = None,
+        batch_size: int = 64,
+        progress: bool = False,
+        **sampler_options: Any,
+    ) -> list[str | None]:
         """One caption per image (path, PIL image, array or bytes); ``None`` where unreadable.
 
         ``sampler`` is ``"greedy"`` (the default), ``"beam"``, a
@@ -131,16 +170,30 @@ class Captioner:
         grids, kept = self.encode(images, progress=progress)
         out: list[str | None] = [None] * len(images)
         if kept:
-            for index, text in zip(kept, self.caption_features(grids, chosen, batch_size=batch_size,
-                                                               progress=progress)):
+            for index, text in zip(
+                kept, self.caption_features(grids, chosen, batch_size=batch_size, progress=progress)
+            ):
                 out[index] = text
         return out
 
     # -- training ----------------------------------------------------------------------------
-    def fit(self, train, validation=None, epochs: int | None = None, batch_size: int | None = None,
-            learning_rate: float | None = None, warmup_fraction: float | None = None, decay: str | None = None,
-            patience: int | None = None, augment: bool | None = None, max_captions: int | None = None,
-            checkpoint_dir=None, verbose: int | str = "auto", *, config: TrainingConfig | dict | None = None) -> dict:
+    def fit(
+        self,
+        train,
+        validation=None,
+        epochs: int | None = None,
+        batch_size: int | None = None,
+        learning_rate: float | None = None,
+        warmup_fraction: float | None = None,
+        decay: str | None = None,
+        patience: int | None = None,
+        augment: bool | None = None,
+        max_captions: int | None = None,
+        checkpoint_dir=None,
+        verbose: int | str = "auto",
+        *,
+        config: TrainingConfig | dict | None = None,
+    ) -> dict:
         """Train on ``train`` (a Dataset with captions), early-stopping on ``validation`` loss.
 
         The settings are a :class:`~gemcaption.captioning.config.TrainingConfig` (``config=``,
@@ -160,9 +213,18 @@ class Captioner:
         from .vocabulary import Vocabulary
 
         settings = TrainingConfig() if config is None else TrainingConfig.from_config(config)
-        settings = settings.replace(**_given(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-                                             warmup_fraction=warmup_fraction, decay=decay, patience=patience,
-                                             augment=augment, max_captions=max_captions))
+        settings = settings.replace(
+            **_given(
+                epochs=epochs,
+                batch_size=batch_size,
+                learning_rate=learning_rate,
+                warmup_fraction=warmup_fraction,
+                decay=decay,
+                patience=patience,
+                augment=augment,
+                max_captions=max_captions,
+            )
+        )
         self.training_config = settings
         epochs, batch_size, augment = settings.epochs, settings.batch_size, settings.augment
         seed = self.config.seed
@@ -179,8 +241,9 @@ class Captioner:
         progress = verbose not in (0, "0")
 
         if self.vocabulary is None:
-            self.vocabulary = Vocabulary.build((c for s in train for c in s.captions), self.config.vocab_size,
-                                               self.config.min_count)
+            self.vocabulary = Vocabulary.build(
+                (c for s in train for c in s.captions), self.config.vocab_size, self.config.min_count
+            )
         if self.decoder is None:
             decoder: DecoderConfig = self.config.decoder
             self.decoder = build_decoder(decoder.kind, vocab_size=len(self.vocabulary), **decoder.hyper_parameters())
@@ -191,8 +254,9 @@ class Captioner:
                 feats, kept = self.encode(images, progress=progress)
             else:
                 feats, kept = None, list(range(len(samples)))
-            tokens = caption_array([samples[i].captions for i in kept], self.vocabulary, self.seq_len,
-                                   settings.max_captions)
+            tokens = caption_array(
+                [samples[i].captions for i in kept], self.vocabulary, self.seq_len, settings.max_captions
+            )
             return feats, tokens, [images[i] for i in kept]
 
         x_train, t_train, train_images = arrays(train, with_features=not augment)
@@ -200,12 +264,14 @@ class Captioner:
         if len(t_train) == 0:
             raise DatasetError("none of the training images could be read")
         steps_per_epoch = int(np.ceil(len(t_train) / batch_size))
-        schedule = WarmupSchedule.for_training(settings.learning_rate, steps_per_epoch, epochs,
-                                               settings.warmup_fraction, decay=settings.decay)
+        schedule = WarmupSchedule.for_training(
+            settings.learning_rate, steps_per_epoch, epochs, settings.warmup_fraction, decay=settings.decay
+        )
         self.decoder.compile(optimizer=keras.optimizers.Adam(schedule))  # loss and metrics: CaptionDecoder.train_step
         monitor = "val_loss" if x_val is not None and len(x_val) else "loss"
-        callbacks = [keras.callbacks.EarlyStopping(monitor=monitor, patience=settings.patience,
-                                                   restore_best_weights=True)]
+        callbacks = [
+            keras.callbacks.EarlyStopping(monitor=monitor, patience=settings.patience, restore_best_weights=True)
+        ]
         if checkpoint_dir is not None:
             callbacks.append(BestWeightsCheckpoint(Path(checkpoint_dir) / CHECKPOINT_FILE, monitor))
         validation_data = None
@@ -216,12 +282,20 @@ class Captioner:
             from .augment import AugmentedBatches
 
             data = AugmentedBatches(self.encoder, train_images, t_train, batch_size, seed=seed)
-            result = self.decoder.fit(data, epochs=epochs, validation_data=validation_data, callbacks=callbacks,
-                                      verbose=verbose)
+            result = self.decoder.fit(
+                data, epochs=epochs, validation_data=validation_data, callbacks=callbacks, verbose=verbose
+            )
         else:
-            result = self.decoder.fit((x_train, t_train[:, :, :-1]), t_train[:, :, 1:], batch_size=batch_size,
-                                      epochs=epochs, validation_data=validation_data, callbacks=callbacks,
-                                      shuffle=True, verbose=verbose)
+            result = self.decoder.fit(
+                (x_train, t_train[:, :, :-1]),
+                t_train[:, :, 1:],
+                batch_size=batch_size,
+                epochs=epochs,
+                validation_data=validation_data,
+                callbacks=callbacks,
+                shuffle=True,
+                verbose=verbose,
+            )
         history: dict[str, Any] = {k: [float(v) for v in vals] for k, vals in result.history.items()}
         history["seconds"] = time.perf_counter() - started
         history["best_epoch"] = int(np.argmin(history[monitor])) + 1

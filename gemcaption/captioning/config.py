@@ -13,6 +13,7 @@ training schedule. Importing this module imports no TensorFlow.
 >>> CaptionerConfig.from_config(config.get_config()) == config
 True
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -38,8 +39,7 @@ def _integer(owner: str, name: str, value: Any, minimum: int) -> int:
     return int(value)
 
 
-def _number(owner: str, name: str, value: Any, low: float, high: float | None = None,
-            low_open: bool = False) -> float:
+def _number(owner: str, name: str, value: Any, low: float, high: float | None = None, low_open: bool = False) -> float:
     ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
     ok = ok and (value > low if low_open else value >= low) and (high is None or value <= high)
     if not ok:
@@ -74,8 +74,10 @@ class _Config:
         known = [f.name for f in fields(cls)]  # type: ignore[arg-type]
         unknown = sorted(set(config) - set(known), key=str)
         if unknown:
-            raise ConfigError(f"{cls.__name__}: unknown setting{'s' if len(unknown) > 1 else ''} "
-                              f"{', '.join(map(repr, unknown))} (known: {', '.join(known)})")
+            raise ConfigError(
+                f"{cls.__name__}: unknown setting{'s' if len(unknown) > 1 else ''} "
+                f"{', '.join(map(repr, unknown))} (known: {', '.join(known)})"
+            )
         kwargs = {k: cls._nested[k].from_config(v) if k in cls._nested else v for k, v in config.items()}
         return cls(**kwargs)
 
@@ -174,8 +176,7 @@ class TrainingConfig(_Config):
     def __post_init__(self) -> None:
         self._set("epochs", _integer("TrainingConfig", "epochs", self.epochs, 1))
         self._set("batch_size", _integer("TrainingConfig", "batch_size", self.batch_size, 1))
-        self._set("learning_rate", _number("TrainingConfig", "learning_rate", self.learning_rate, 0.0,
-                                           low_open=True))
+        self._set("learning_rate", _number("TrainingConfig", "learning_rate", self.learning_rate, 0.0, low_open=True))
         self._set("warmup_fraction", _number("TrainingConfig", "warmup_fraction", self.warmup_fraction, 0.0, 1.0))
         if self.decay not in DECAYS:
             raise ConfigError(f"TrainingConfig.decay must be one of {', '.join(DECAYS)}, got {self.decay!r}")

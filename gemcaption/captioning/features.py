@@ -6,6 +6,7 @@ files named by the image's content hash, where the encoder key is a hash of
 captioning and indexing all read the same files. Training with image augmentation cannot use the
 cache (every epoch sees different pixels), so the captioner bypasses it then.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -54,8 +55,9 @@ class FeatureCache:
         os.replace(tmp, path)  # atomic: a crash never leaves a half-written entry
 
 
-def extract_features(encoder, images, *, cache: bool | FeatureCache = True, batch_size: int = 32,
-                     progress: bool = True) -> tuple[np.ndarray, list[int]]:
+def extract_features(
+    encoder, images, *, cache: bool | FeatureCache = True, batch_size: int = 32, progress: bool = True
+) -> tuple[np.ndarray, list[int]]:
     """Feature grids for ``images`` (paths, PIL images, arrays or bytes).
 
     Returns ``(features, kept)``: float32 of shape ``(len(kept), grid, channels)`` and the indices
@@ -83,10 +85,9 @@ def extract_features(encoder, images, *, cache: bool | FeatureCache = True, batc
         else:
             results[i] = found
     if missing:
-        bar = tqdm(total=len(missing), desc=f"Encoding images ({encoder.name})", unit="img",
-                   disable=not progress)
+        bar = tqdm(total=len(missing), desc=f"Encoding images ({encoder.name})", unit="img", disable=not progress)
         for start in range(0, len(missing), batch_size):
-            chunk = missing[start:start + batch_size]
+            chunk = missing[start : start + batch_size]
             pixels, kept = load_images([images[i] for i in chunk], encoder.image_size)
             if kept:
                 grids = encoder.features(pixels, batch_size=batch_size)

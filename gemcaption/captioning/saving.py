@@ -15,6 +15,7 @@ keys the feature cache, and ``weights_source``). Version 1 directories (the prev
 ``config.json`` with the settings, no manifest) still load; any other version is a ModelError
 naming it.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -52,8 +53,12 @@ def saved_config(path) -> dict[str, Any]:
         manifest = read_manifest(path, FORMAT, {FORMAT_VERSION}, verify=False)
         config = dict(manifest.config)
         weights = config.pop("encoder_weights", {})
-        return {"format_version": manifest.format_version, "kind": manifest.kind, "config": config,
-                "encoder_weights": weights}
+        return {
+            "format_version": manifest.format_version,
+            "kind": manifest.kind,
+            "config": config,
+            "encoder_weights": weights,
+        }
     return _legacy_config(path)
 
 
@@ -64,22 +69,28 @@ def _legacy_config(path: Path) -> dict[str, Any]:
         raise ModelError(f"{path}: {LEGACY_CONFIG} is not a gemcaption captioner")
     version = legacy.get("format_version")
     if version != LEGACY_VERSION:
-        raise ModelError(f"{path}: {FORMAT} format version {version!r} in {LEGACY_CONFIG} is not supported "
-                         f"(this gemcaption reads version {LEGACY_VERSION} there, {FORMAT_VERSION} with a manifest)")
+        raise ModelError(
+            f"{path}: {FORMAT} format version {version!r} in {LEGACY_CONFIG} is not supported "
+            f"(this gemcaption reads version {LEGACY_VERSION} there, {FORMAT_VERSION} with a manifest)"
+        )
     try:
         encoder = legacy["encoder"]
         weights_id = str(encoder["weights_id"])
         config = {
-            "encoder": {"name": encoder["name"], "image_size": encoder["image_size"],
-                        "weights": "imagenet" if weights_id.startswith("imagenet") else None},
+            "encoder": {
+                "name": encoder["name"],
+                "image_size": encoder["image_size"],
+                "weights": "imagenet" if weights_id.startswith("imagenet") else None,
+            },
             "decoder": {"kind": legacy["decoder"], **legacy["decoder_config"]},
-            "vocab_size": legacy["vocab_size"], "min_count": legacy["min_count"], "seed": legacy["seed"],
+            "vocab_size": legacy["vocab_size"],
+            "min_count": legacy["min_count"],
+            "seed": legacy["seed"],
         }
         weights = {"weights_id": weights_id, "weights_source": encoder["weights_source"]}
     except (KeyError, TypeError) as exc:
         raise ModelError(f"damaged: {path / LEGACY_CONFIG} (missing {exc})") from None
-    return {"format_version": LEGACY_VERSION, "kind": legacy["decoder"], "config": config,
-            "encoder_weights": weights}
+    return {"format_version": LEGACY_VERSION, "kind": legacy["decoder"], "config": config, "encoder_weights": weights}
 
 
 def check_replaceable(path) -> Path:
@@ -91,9 +102,11 @@ def check_replaceable(path) -> Path:
     if path.is_dir() and not is_captioner_directory(path):
         others = sorted(p.name for p in path.iterdir() if p.name != CHECKPOINT_FILE)
         if others:
-            raise ModelError(f"{path}: exists and is not a gemcaption model directory (it holds "
-                             f"{', '.join(others[:3])}{', ...' if len(others) > 3 else ''}); "
-                             "refusing to replace it: choose a new directory")
+            raise ModelError(
+                f"{path}: exists and is not a gemcaption model directory (it holds "
+                f"{', '.join(others[:3])}{', ...' if len(others) > 3 else ''}); "
+                "refusing to replace it: choose a new directory"
+            )
     elif path.exists() and not path.is_dir():
         raise ModelError(f"{path}: exists and is not a directory")
     return path
@@ -108,8 +121,10 @@ def save_captioner(captioner: Captioner, path) -> Path:
     path = check_replaceable(path)
 
     encoder = captioner.encoder
-    config = {**captioner.config.get_config(),
-              "encoder_weights": {"weights_id": encoder.weights_id, "weights_source": encoder.weights_source}}
+    config = {
+        **captioner.config.get_config(),
+        "encoder_weights": {"weights_id": encoder.weights_id, "weights_source": encoder.weights_source},
+    }
 
     def write(staged: Path) -> None:
         captioner.decoder.save(staged / "decoder.keras")
@@ -142,8 +157,9 @@ def load_captioner(cls: type[Captioner], path, feature_cache=True) -> Captioner:
     captioner = cls(config=config, feature_cache=feature_cache)
     decoder_class(config.decoder.kind)  # imports the decoder's module, registering its class with Keras
     captioner.vocabulary = _load_file(path / "vocabulary.json", Vocabulary.load)
-    captioner.decoder = _load_file(path / "decoder.keras",
-                                   lambda file: keras.models.load_model(file, compile=False, safe_mode=True))
+    captioner.decoder = _load_file(
+        path / "decoder.keras", lambda file: keras.models.load_model(file, compile=False, safe_mode=True)
+    )
     spec = config.encoder
     encoder = build_encoder(spec.name, image_size=spec.image_size, weights=None)
     _load_file(path / "encoder.weights.h5", encoder.model.load_weights)

@@ -14,6 +14,7 @@ One step differs from the schedule gemcaption had before: that one started warmi
 is now one step behind (the first optimizer step has learning rate 0); after the warm-up the
 values are the same.
 """
+
 from __future__ import annotations
 
 import math
@@ -46,9 +47,14 @@ class WarmupSchedule(keras.optimizers.schedules.CosineDecay):
         self.decay = decay
         self.min_lr = float(min_lr)
         alpha = 1.0 if decay == "constant" else self.min_lr / self.peak_lr
-        super().__init__(initial_learning_rate=0.0, decay_steps=max(self.total_steps - int(warmup_steps), 1),
-                         alpha=alpha, warmup_target=self.peak_lr, warmup_steps=int(warmup_steps),
-                         name="WarmupSchedule")
+        super().__init__(
+            initial_learning_rate=0.0,
+            decay_steps=max(self.total_steps - int(warmup_steps), 1),
+            alpha=alpha,
+            warmup_target=self.peak_lr,
+            warmup_steps=int(warmup_steps),
+            name="WarmupSchedule",
+        )
 
     @classmethod
     def for_training(cls, peak_lr, steps_per_epoch, epochs, warmup_fraction=0.1, **kwargs) -> WarmupSchedule:
@@ -58,5 +64,10 @@ class WarmupSchedule(keras.optimizers.schedules.CosineDecay):
         return cls(peak_lr, warmup_steps=int(math.ceil(warmup_fraction * total)), total_steps=total, **kwargs)
 
     def get_config(self) -> dict:
-        return {"peak_lr": self.peak_lr, "warmup_steps": self.warmup_steps, "total_steps": self.total_steps,
-                "decay": self.decay, "min_lr": self.min_lr}
+        return {
+            "peak_lr": self.peak_lr,
+            "warmup_steps": self.warmup_steps,
+            "total_steps": self.total_steps,
+            "decay": self.decay,
+            "min_lr": self.min_lr,
+        }

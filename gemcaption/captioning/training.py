@@ -1,4 +1,5 @@
 """Training pieces: caption arrays, masked loss and accuracy, callbacks, history plot."""
+
 from __future__ import annotations
 
 import io

@@ -1,4 +1,5 @@
 """Caption vocabulary: words to ids and back, with padding, unknown, start and end tokens."""
+
 from __future__ import annotations
 
 import json
@@ -61,4 +62,4 @@ class Vocabulary:
         words = json.loads(Path(path).read_text(encoding="utf-8"))["words"]
         if tuple(words[: len(SPECIAL_TOKENS)]) != SPECIAL_TOKENS:
             raise ValueError(f"{path}: not a gemcaption vocabulary")
-        return cls(words[len(SPECIAL_TOKENS):])
+        return cls(words[len(SPECIAL_TOKENS) :])

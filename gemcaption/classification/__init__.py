@@ -7,14 +7,22 @@ come from :mod:`gemcaption.data.splits`, the description score from
 :func:`gemcaption.evaluation.captioning.pairwise_tfidf_cosine`. Names are imported on first use,
 so reading the kinds (as the CLI does to build its parser) loads neither scikit-learn nor Keras.
 """
+
 import importlib as _importlib
 
 _EXPORTS = {
-    "GemClassifier": "classifier", "Prediction": "classifier", "describe_label": "classifier",
-    "make_model": "kinds", "CLASSIFIER_KINDS": "kinds", "MODEL_CLASSES": "kinds",
-    "MODEL_KINDS": "base", "load_model_dir": "base",
+    "GemClassifier": "classifier",
+    "Prediction": "classifier",
+    "describe_label": "classifier",
+    "make_model": "kinds",
+    "CLASSIFIER_KINDS": "kinds",
+    "MODEL_CLASSES": "kinds",
+    "MODEL_KINDS": "base",
+    "load_model_dir": "base",
     "DescriptorClassifier": "baselines",
-    "color_histogram": "descriptors", "handcrafted_features": "descriptors", "lbp_codes": "descriptors",
+    "color_histogram": "descriptors",
+    "handcrafted_features": "descriptors",
+    "lbp_codes": "descriptors",
     "lbp_histogram": "descriptors",
 }
 

@@ -13,6 +13,7 @@ a classifier being saved): atomically, with a ``manifest.json`` (format
 :func:`read_model_file` also reads the previous layout (a ``model.json``, format version 1) so old
 directories keep loading.
 """
+
 from __future__ import annotations
 
 import time
@@ -67,8 +68,9 @@ def save_model_dir(model, directory) -> Path:
     then the manifest (``model.kind``, ``{"constructor": get_config(), **saved_state()}``, checksums),
     then the swap into place, so a crash leaves the previous model loadable. Every model's
     ``save`` is this."""
-    return save_directory(directory, MODEL_FORMAT, MODEL_FORMAT_VERSION, model.kind, _manifest_config(model),
-                          model.write_files)
+    return save_directory(
+        directory, MODEL_FORMAT, MODEL_FORMAT_VERSION, model.kind, _manifest_config(model), model.write_files
+    )
 
 
 def write_model_dir(model, directory) -> Path:

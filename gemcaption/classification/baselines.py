@@ -9,6 +9,7 @@
 Both can add flipped / rotated copies of the training images ("views") and average the predicted
 probabilities over the same views at test time (test-time augmentation).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -63,8 +64,15 @@ def apply_view(images: np.ndarray, view: str) -> np.ndarray:
 class FeatureExtractor:
     """Turns uint8 images into one feature row per image: hand-crafted and/or encoder features."""
 
-    def __init__(self, features=("encoder", "handcrafted"), encoder="efficientnet_lite0",
-                 encoder_weights="imagenet", image_size=224, cache=True, progress=False):
+    def __init__(
+        self,
+        features=("encoder", "handcrafted"),
+        encoder="efficientnet_lite0",
+        encoder_weights="imagenet",
+        image_size=224,
+        cache=True,
+        progress=False,
+    ):
         features = tuple(features)
         unknown = [f for f in features if f not in FEATURE_SETS]
         if not features or unknown:
@@ -84,10 +92,12 @@ class FeatureExtractor:
         return self._encoder
 
     def get_config(self) -> dict:
-        return {"features": list(self.features), "encoder": self.encoder_name,
-                "encoder_weights": (str(self.encoder_weights)
-                                    if self.encoder_weights is not None else None),
-                "image_size": self.image_size}
+        return {
+            "features": list(self.features),
+            "encoder": self.encoder_name,
+            "encoder_weights": (str(self.encoder_weights) if self.encoder_weights is not None else None),
+            "image_size": self.image_size,
+        }
 
     def encoder_features(self, images: np.ndarray) -> np.ndarray:
         """Pooled encoder features (N, C), through the shared disk cache when enabled."""
@@ -143,9 +153,21 @@ class DescriptorClassifier(SavedModel):
 
     kind = "descriptor"
 
-    def __init__(self, classifier="rf", features=("handcrafted",), encoder="efficientnet_lite0",
-                 encoder_weights="imagenet", image_size=None, views=("identity",),
-                 n_estimators=500, svm_c=10.0, logreg_c=1.0, seed=0, cache=True, progress=False):
+    def __init__(
+        self,
+        classifier="rf",
+        features=("handcrafted",),
+        encoder="efficientnet_lite0",
+        encoder_weights="imagenet",
+        image_size=None,
+        views=("identity",),
+        n_estimators=500,
+        svm_c=10.0,
+        logreg_c=1.0,
+        seed=0,
+        cache=True,
+        progress=False,
+    ):
         if classifier not in ("rf", "svm", "logreg"):
             raise ConfigError(f"classifier must be 'rf', 'svm' or 'logreg', got {classifier!r}")
         for view in views:
@@ -166,9 +188,15 @@ class DescriptorClassifier(SavedModel):
 
     def get_config(self) -> dict:
         """The constructor arguments (JSON-able) that rebuild this model untrained."""
-        return {"classifier": self.classifier, **self.extractor.get_config(), "views": list(self.views),
-                "n_estimators": self.n_estimators, "svm_c": self.svm_c, "logreg_c": self.logreg_c,
-                "seed": self.seed}
+        return {
+            "classifier": self.classifier,
+            **self.extractor.get_config(),
+            "views": list(self.views),
+            "n_estimators": self.n_estimators,
+            "svm_c": self.svm_c,
+            "logreg_c": self.logreg_c,
+            "seed": self.seed,
+        }
 
     def _features_of_views(self, images):
         return [self.extractor(apply_view(images, view)) for view in self.views]
@@ -180,13 +208,14 @@ class DescriptorClassifier(SavedModel):
         from sklearn.preprocessing import StandardScaler
 
         if self.classifier == "rf":
-            return RandomForestClassifier(n_estimators=self.n_estimators, random_state=self.seed,
-                                          n_jobs=2)
+            return RandomForestClassifier(n_estimators=self.n_estimators, random_state=self.seed, n_jobs=2)
         if self.classifier == "svm":
             smallest = int(np.bincount(y)[np.unique(y)].min())
             if smallest < 2:
-                raise DatasetError("the SVM needs at least 2 training images per class "
-                                   "(its probabilities are fitted by internal cross-validation)")
+                raise DatasetError(
+                    "the SVM needs at least 2 training images per class "
+                    "(its probabilities are fitted by internal cross-validation)"
+                )
             return make_pipeline(StandardScaler(), _svm_with_probabilities(self.svm_c, self.seed))
         return make_pipeline(StandardScaler(), LogisticRegression(C=self.logreg_c, max_iter=2000))
 
@@ -315,5 +344,10 @@ class _QuietSVC(SVC):
 
 def _logreg_arrays(pipeline) -> dict:
     scaler, logreg = pipeline[0], pipeline[-1]
-    return {"mean": scaler.mean_, "scale": scaler.scale_, "coef": logreg.coef_,
-            "intercept": logreg.intercept_, "classes": logreg.classes_.astype(np.int64)}
+    return {
+        "mean": scaler.mean_,
+        "scale": scaler.scale_,
+        "coef": logreg.coef_,
+        "intercept": logreg.intercept_,
+        "classes": logreg.classes_.astype(np.int64),
+    }

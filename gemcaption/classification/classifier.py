@@ -6,6 +6,7 @@ Saved as a directory (atomically, :func:`gemcaption.persistence.save_directory`)
 :mod:`gemcaption.classification.base`). Directories of the previous release (``labels.json`` +
 ``model/model.json``, format version 1) still load.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -35,8 +36,11 @@ class Prediction:
     top_k: list[tuple[str, float]] = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        return {"label": self.label, "probability": self.probability,
-                "top_k": [{"label": label, "probability": p} for label, p in self.top_k]}
+        return {
+            "label": self.label,
+            "probability": self.probability,
+            "top_k": [{"label": label, "probability": p} for label, p in self.top_k],
+        }
 
 
 def describe_label(label: str) -> str:
@@ -55,7 +59,7 @@ def caption_text(label: str) -> str:
     description = describe_label(label)
     name = str(label).strip().lower()
     if name and description.lower().startswith(name):
-        rest = description[len(name):].lstrip(" ,;:-")
+        rest = description[len(name) :].lstrip(" ,;:-")
         if rest:
             return rest
     return description
@@ -126,8 +130,9 @@ class GemClassifier:
     def image_size(self) -> int:
         return self.model.image_size
 
-    def fit(self, train, validation=None, validation_fraction: float = 0.2, seed: int = 0,
-            progress: bool = False) -> dict:
+    def fit(
+        self, train, validation=None, validation_fraction: float = 0.2, seed: int = 0, progress: bool = False
+    ) -> dict:
         """Train on a class-folder dataset (Dataset, ``folder:PATH`` spec, or (images, labels)).
 
         Without ``validation`` a seeded stratified ``validation_fraction`` of ``train`` is held out
@@ -166,8 +171,7 @@ class GemClassifier:
     def predict_proba(self, images, progress: bool = False) -> np.ndarray:
         """Class probabilities (N, K); columns follow ``self.labels``. Unreadable images raise."""
         self._require_fitted()
-        single = isinstance(images, (str, Path, bytes)) or (
-            isinstance(images, np.ndarray) and images.ndim == 3)
+        single = isinstance(images, (str, Path, bytes)) or (isinstance(images, np.ndarray) and images.ndim == 3)
         sources = [images] if single else list(images)
         if not sources:
             return np.zeros((0, len(self.labels)))
@@ -210,8 +214,9 @@ class GemClassifier:
         descriptions = {label: describe_label(label) for label in set(y_true) | set(y_pred)}
         corpus = [d for d in descriptions.values() if d]
         if corpus:
-            similarity = pairwise_tfidf_cosine([descriptions[t] for t in y_true],
-                                               [descriptions[p] for p in y_pred], corpus=corpus)
+            similarity = pairwise_tfidf_cosine(
+                [descriptions[t] for t in y_true], [descriptions[p] for p in y_pred], corpus=corpus
+            )
             metrics["tfidf_similarity"] = float(similarity.mean())
         metrics["evaluated"] = len(kept)
         return metrics
@@ -226,8 +231,10 @@ class GemClassifier:
         self._require_fitted()
         target = Path(directory)
         if target.is_dir() and any(target.iterdir()) and not _is_classifier_directory(target):
-            raise ModelError(f"{target} exists and is not a GemClassifier directory: saving would replace it "
-                             "with everything in it; choose a new or empty directory")
+            raise ModelError(
+                f"{target} exists and is not a GemClassifier directory: saving would replace it "
+                "with everything in it; choose a new or empty directory"
+            )
 
         def write(staged: Path) -> None:
             if hasattr(self.model, "write_files"):
@@ -252,8 +259,7 @@ class GemClassifier:
             raise ModelError(f"damaged: {path} (no class labels)")
         model = load_model_dir(path / MODEL_SUBDIR)
         if model.num_classes != len(labels):
-            raise ModelError(f"{directory}: {len(labels)} labels but the model has "
-                             f"{model.num_classes} classes")
+            raise ModelError(f"{directory}: {len(labels)} labels but the model has {model.num_classes} classes")
         classifier = cls(model)
         classifier.labels = [str(label) for label in labels]
         classifier.training_seconds = config.get("training_seconds")

@@ -4,6 +4,7 @@ The head is first trained on cached pooled features (fast: the backbone runs onc
 view). With ``fine_tune_layers > 0`` the last layers of the backbone (BatchNormalization layers
 stay frozen) are then trained together with the head at a low learning rate on augmented pixels.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -29,12 +30,26 @@ class CNNClassifier(SavedModel):
 
     kind = "cnn"
 
-    def __init__(self, encoder="efficientnet_lite0", encoder_weights="imagenet", image_size=224,
-                 views=("identity", "hflip"), hidden=0, dropout=0.3, learning_rate=1e-3,
-                 epochs=300, patience=25, batch_size=64, fine_tune_layers=0, fine_tune_epochs=5,
-                 fine_tune_learning_rate=1e-4, seed=0, cache=True, progress=False):
-        self.extractor = FeatureExtractor(("encoder",), encoder, encoder_weights, image_size,
-                                          cache, progress)
+    def __init__(
+        self,
+        encoder="efficientnet_lite0",
+        encoder_weights="imagenet",
+        image_size=224,
+        views=("identity", "hflip"),
+        hidden=0,
+        dropout=0.3,
+        learning_rate=1e-3,
+        epochs=300,
+        patience=25,
+        batch_size=64,
+        fine_tune_layers=0,
+        fine_tune_epochs=5,
+        fine_tune_learning_rate=1e-4,
+        seed=0,
+        cache=True,
+        progress=False,
+    ):
+        self.extractor = FeatureExtractor(("encoder",), encoder, encoder_weights, image_size, cache, progress)
         self.image_size = self.extractor.image_size
         self.views = tuple(views)
         for view in self.views:
@@ -57,13 +72,22 @@ class CNNClassifier(SavedModel):
     def get_config(self) -> dict:
         """The constructor arguments (JSON-able) that rebuild this model untrained."""
         extractor = self.extractor.get_config()
-        return {"encoder": extractor["encoder"], "encoder_weights": extractor["encoder_weights"],
-                "image_size": self.image_size, "views": list(self.views), "hidden": self.hidden,
-                "dropout": self.dropout, "learning_rate": self.learning_rate,
-                "epochs": self.epochs, "patience": self.patience, "batch_size": self.batch_size,
-                "fine_tune_layers": self.fine_tune_layers,
-                "fine_tune_epochs": self.fine_tune_epochs,
-                "fine_tune_learning_rate": self.fine_tune_learning_rate, "seed": self.seed}
+        return {
+            "encoder": extractor["encoder"],
+            "encoder_weights": extractor["encoder_weights"],
+            "image_size": self.image_size,
+            "views": list(self.views),
+            "hidden": self.hidden,
+            "dropout": self.dropout,
+            "learning_rate": self.learning_rate,
+            "epochs": self.epochs,
+            "patience": self.patience,
+            "batch_size": self.batch_size,
+            "fine_tune_layers": self.fine_tune_layers,
+            "fine_tune_epochs": self.fine_tune_epochs,
+            "fine_tune_learning_rate": self.fine_tune_learning_rate,
+            "seed": self.seed,
+        }
 
     def _view_features(self, images):
         return [self.extractor(apply_view(images, view)) for view in self.views]
@@ -79,24 +103,38 @@ class CNNClassifier(SavedModel):
             keras.utils.set_random_seed(int(self.seed))
         x = np.concatenate(self._view_features(images))
         self.head = build_head(x.shape[1], self.num_classes, self.hidden, self.dropout)
-        self.head.compile(optimizer=keras.optimizers.Adam(self.learning_rate),
-                          loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        self.head.compile(
+            optimizer=keras.optimizers.Adam(self.learning_rate),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+        )
         fit_args = {}
         monitor = "loss"
         if validation is not None:
             val_images = check_images(validation[0], self.image_size)
             fit_args["validation_data"] = (self.extractor(val_images), np.asarray(validation[1]))
             monitor = "val_accuracy"
-        stop = keras.callbacks.EarlyStopping(monitor=monitor, patience=self.patience,
-                                             mode="max" if monitor == "val_accuracy" else "min",
-                                             restore_best_weights=True)
-        history = self.head.fit(x, np.tile(y, len(self.views)), epochs=self.epochs,
-                                batch_size=self.batch_size, callbacks=[stop], shuffle=True,
-                                verbose=2 if self.progress else 0, **fit_args).history
+        stop = keras.callbacks.EarlyStopping(
+            monitor=monitor,
+            patience=self.patience,
+            mode="max" if monitor == "val_accuracy" else "min",
+            restore_best_weights=True,
+        )
+        history = self.head.fit(
+            x,
+            np.tile(y, len(self.views)),
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            callbacks=[stop],
+            shuffle=True,
+            verbose=2 if self.progress else 0,
+            **fit_args,
+        ).history
         if self.fine_tune_layers > 0:
             history["fine_tune"] = self._fine_tune(images, y, validation)
-        return {key: [float(v) for v in values] if isinstance(values, list) else values
-                for key, values in history.items()}
+        return {
+            key: [float(v) for v in values] if isinstance(values, list) else values for key, values in history.items()
+        }
 
     def _build_full_model(self):
         import keras
@@ -115,7 +153,7 @@ class CNNClassifier(SavedModel):
         flat = [layer for layer in backbone.layers if layer.weights]
         for layer in flat:
             layer.trainable = False
-        for layer in flat[-self.fine_tune_layers:]:
+        for layer in flat[-self.fine_tune_layers :]:
             if not isinstance(layer, layers.BatchNormalization):
                 layer.trainable = True
 
@@ -124,16 +162,27 @@ class CNNClassifier(SavedModel):
 
         model, backbone = self._build_full_model()
         self._unfreeze_top(backbone)
-        model.compile(optimizer=keras.optimizers.Adam(self.fine_tune_learning_rate),
-                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        model.compile(
+            optimizer=keras.optimizers.Adam(self.fine_tune_learning_rate),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+        )
         x = np.concatenate([apply_view(images, v) for v in self.views]).astype(np.float32)
         fit_args = {}
         if validation is not None:
-            fit_args["validation_data"] = (check_images(validation[0], self.image_size)
-                                           .astype(np.float32), np.asarray(validation[1]))
-        history = model.fit(x, np.tile(y, len(self.views)), epochs=self.fine_tune_epochs,
-                            batch_size=16, shuffle=True, verbose=2 if self.progress else 0,
-                            **fit_args).history
+            fit_args["validation_data"] = (
+                check_images(validation[0], self.image_size).astype(np.float32),
+                np.asarray(validation[1]),
+            )
+        history = model.fit(
+            x,
+            np.tile(y, len(self.views)),
+            epochs=self.fine_tune_epochs,
+            batch_size=16,
+            shuffle=True,
+            verbose=2 if self.progress else 0,
+            **fit_args,
+        ).history
         self.full_model = model
         return {key: [float(v) for v in values] for key, values in history.items()}
 

@@ -3,6 +3,7 @@
 These are the descriptors of the published 68-class gemstone anchor (Chow & Reyes-Aldasoro 2022,
 Random Forest on colour histogram + LBP). LBP is implemented here in numpy, without scikit-image.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -49,7 +50,7 @@ def color_histogram(images, bins: int = 8, joint: bool = True) -> np.ndarray:
         for channel in range(3):
             offsets = np.arange(n)[:, None] * bins
             counts = np.bincount((pixels[..., channel] + offsets).ravel(), minlength=n * bins)
-            hist[:, channel * bins:(channel + 1) * bins] = counts.reshape(n, bins)
+            hist[:, channel * bins : (channel + 1) * bins] = counts.reshape(n, bins)
     return hist / hist.sum(axis=1, keepdims=True)
 
 
@@ -69,7 +70,7 @@ def _bilinear(gray: np.ndarray, dy: float, dx: float, radius: int) -> np.ndarray
 
     def window(oy: int, ox: int) -> np.ndarray:
         top, left = radius + oy, radius + ox
-        return gray[:, top:top + out_h, left:left + out_w]
+        return gray[:, top : top + out_h, left : left + out_w]
 
     value = (1 - fy) * (1 - fx) * window(y0, x0)
     if fx > 1e-9:
@@ -94,7 +95,7 @@ def lbp_codes(gray, points: int = 8, radius: int = 1) -> np.ndarray:
         raise ConfigError("need radius >= 1 and 1 <= points <= 32")
     if min(gray.shape[1:]) <= 2 * radius:
         raise ImageError(f"images of {gray.shape[1:]} pixels are too small for LBP radius {radius}")
-    centre = gray[:, radius:gray.shape[1] - radius, radius:gray.shape[2] - radius]
+    centre = gray[:, radius : gray.shape[1] - radius, radius : gray.shape[2] - radius]
     codes = np.zeros(centre.shape, np.int64)
     for p in range(points):
         angle = 2 * np.pi * p / points
@@ -153,28 +154,38 @@ def lbp_histogram(images, points: int = 8, radii=(1, 2, 3), method: str = "riu2"
     return np.concatenate(parts, axis=1)
 
 
-def handcrafted_features(images, bins: int = 8, radii=(1, 2, 3), method: str = "riu2",
-                         batch_size: int = 64) -> np.ndarray:
+def handcrafted_features(
+    images, bins: int = 8, radii=(1, 2, 3), method: str = "riu2", batch_size: int = 64
+) -> np.ndarray:
     """RGB joint colour histogram followed by multi-radius LBP histograms, float32 (N, D)."""
     batch = _as_batch(images)
     rows = []
     for start in range(0, len(batch), batch_size):
-        chunk = batch[start:start + batch_size]
-        rows.append(np.concatenate([color_histogram(chunk, bins=bins, joint=True),
-                                    lbp_histogram(chunk, radii=radii, method=method)], axis=1))
+        chunk = batch[start : start + batch_size]
+        rows.append(
+            np.concatenate(
+                [color_histogram(chunk, bins=bins, joint=True), lbp_histogram(chunk, radii=radii, method=method)],
+                axis=1,
+            )
+        )
     return np.concatenate(rows, axis=0).astype(np.float32)
 
 
-def foreground_mask(images, threshold: float = 40.0, border: int = 4,
-                    min_share: float = 0.05) -> np.ndarray:
+def foreground_mask(images, threshold: float = 40.0, border: int = 4, min_share: float = 0.05) -> np.ndarray:
     """Boolean (N, H, W): pixels whose RGB distance from the background colour exceeds
     ``threshold``. The background colour is the median of a ``border``-pixel frame (product photos
     of stones lie on a plain backdrop). Images with under ``min_share`` foreground use all pixels."""
     batch = _as_batch(images).astype(np.float32)
     n = batch.shape[0]
-    frame = np.concatenate([batch[:, :border].reshape(n, -1, 3), batch[:, -border:].reshape(n, -1, 3),
-                            batch[:, :, :border].reshape(n, -1, 3),
-                            batch[:, :, -border:].reshape(n, -1, 3)], axis=1)
+    frame = np.concatenate(
+        [
+            batch[:, :border].reshape(n, -1, 3),
+            batch[:, -border:].reshape(n, -1, 3),
+            batch[:, :, :border].reshape(n, -1, 3),
+            batch[:, :, -border:].reshape(n, -1, 3),
+        ],
+        axis=1,
+    )
     background = np.median(frame, axis=1)
     distance = np.linalg.norm(batch - background[:, None, None, :], axis=-1)
     mask = distance > threshold
@@ -198,6 +209,7 @@ def foreground_color_histogram(images, bins=(12, 4, 4), threshold: float = 40.0)
         cells = cells * count + np.minimum((hsv[..., channel] * count).astype(np.int64), count - 1)
     size = int(np.prod(bins))
     offsets = np.arange(n)[:, None] * size
-    counts = np.bincount((cells + offsets).ravel(), weights=mask.ravel().astype(np.float64),
-                         minlength=n * size).reshape(n, size)
+    counts = np.bincount(
+        (cells + offsets).ravel(), weights=mask.ravel().astype(np.float64), minlength=n * size
+    ).reshape(n, size)
     return (counts / counts.sum(axis=1, keepdims=True)).astype(np.float32)

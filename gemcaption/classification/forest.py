@@ -6,6 +6,7 @@ NumPy arrays (one ``.npz``, loaded with ``allow_pickle=False``); :class:`ForestA
 where ``feature <= threshold``, each tree gives its leaf's class fractions and the forest averages
 the trees.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -53,8 +54,7 @@ class ForestArrays:
             raise ModelError(f"the forest arrays lack {', '.join(missing)}")
         self.arrays = {name: np.asarray(arrays[name]) for name in ARRAY_NAMES}
         nodes = len(self.arrays["feature"])
-        if any(len(self.arrays[name]) != nodes for name in ("children_left", "children_right", "threshold",
-                                                            "value")):
+        if any(len(self.arrays[name]) != nodes for name in ("children_left", "children_right", "threshold", "value")):
             raise ModelError("the forest arrays disagree in length")
         self.classes_ = self.arrays["classes"]
 

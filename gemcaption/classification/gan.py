@@ -10,6 +10,7 @@ that an image is real is D(x) = Z / (Z + 1) with Z = sum_k exp(l_k). The discrim
 and the DCGAN generator minimises feature matching: the squared distance between the mean
 penultimate discriminator features of real and generated batches. Predictions are softmax(l).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -59,8 +60,17 @@ def build_discriminator(image_size, num_classes, filters, dropout) -> keras.Mode
 class SemiSupervisedGAN(PrebuiltPartsMixin, keras.Model):
     """Semi-supervised GAN; ``call(images 0..255)`` returns class probabilities."""
 
-    def __init__(self, num_classes, image_size=64, noise_dim=100, filters=(64, 128, 256, 256),
-                 dropout=0.3, unsupervised_weight=1.0, seed=None, **kwargs):
+    def __init__(
+        self,
+        num_classes,
+        image_size=64,
+        noise_dim=100,
+        filters=(64, 128, 256, 256),
+        dropout=0.3,
+        unsupervised_weight=1.0,
+        seed=None,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.num_classes = int(num_classes)
         self.image_size = int(image_size)
@@ -72,13 +82,15 @@ class SemiSupervisedGAN(PrebuiltPartsMixin, keras.Model):
         self.unsupervised_weight = float(unsupervised_weight)
         self.seed = seed
         self.generator = build_generator(self.image_size, self.noise_dim, self.filters)
-        self.discriminator = build_discriminator(self.image_size, self.num_classes, self.filters,
-                                                 self.dropout)
-        self.augmentation = keras.Sequential([layers.RandomFlip("horizontal_and_vertical",
-                                                                seed=seed)], name="augmentation")
+        self.discriminator = build_discriminator(self.image_size, self.num_classes, self.filters, self.dropout)
+        self.augmentation = keras.Sequential(
+            [layers.RandomFlip("horizontal_and_vertical", seed=seed)], name="augmentation"
+        )
         self.seed_generator = keras.random.SeedGenerator(seed)
-        self.trackers = {name: keras.metrics.Mean(name=name) for name in
-                         ("loss", "classification_loss", "unsupervised_loss", "generator_loss")}
+        self.trackers = {
+            name: keras.metrics.Mean(name=name)
+            for name in ("loss", "classification_loss", "unsupervised_loss", "generator_loss")
+        }
         self.accuracy_tracker = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
 
     def _scale(self, images):
@@ -110,8 +122,9 @@ class SemiSupervisedGAN(PrebuiltPartsMixin, keras.Model):
             fake = self.generator(self._noise(batch), training=True)
             real_logits, _ = self.discriminator(real, training=True)
             fake_logits, _ = self.discriminator(fake, training=True)
-            classification = ops.mean(keras.losses.sparse_categorical_crossentropy(
-                labels, real_logits, from_logits=True))
+            classification = ops.mean(
+                keras.losses.sparse_categorical_crossentropy(labels, real_logits, from_logits=True)
+            )
             real_lse = ops.logsumexp(real_logits, axis=-1)
             fake_lse = ops.logsumexp(fake_logits, axis=-1)
             # -log D(real) = softplus(lse) - lse ;  -log(1 - D(fake)) = softplus(lse_fake)
@@ -123,8 +136,9 @@ class SemiSupervisedGAN(PrebuiltPartsMixin, keras.Model):
             fake = self.generator(self._noise(batch), training=True)
             _, fake_features = self.discriminator(fake, training=True)
             _, real_features = self.discriminator(real, training=True)
-            g_loss = ops.mean(ops.square(ops.mean(ops.stop_gradient(real_features), axis=0)
-                                         - ops.mean(fake_features, axis=0)))
+            g_loss = ops.mean(
+                ops.square(ops.mean(ops.stop_gradient(real_features), axis=0) - ops.mean(fake_features, axis=0))
+            )
         g_weights = self.generator.trainable_weights
         self.g_optimizer.apply(tape.gradient(g_loss, g_weights), g_weights)
         return self._update(d_loss, classification, unsupervised, g_loss, labels, real_logits)
@@ -132,24 +146,33 @@ class SemiSupervisedGAN(PrebuiltPartsMixin, keras.Model):
     def test_step(self, data):
         images, labels = data[0], data[1]
         logits, _ = self.discriminator(self._scale(images), training=False)
-        classification = ops.mean(keras.losses.sparse_categorical_crossentropy(
-            labels, logits, from_logits=True))
+        classification = ops.mean(keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True))
         zero = ops.zeros(())
         return self._update(classification, classification, zero, zero, labels, logits)
 
     def _update(self, loss, classification, unsupervised, g_loss, labels, logits):
-        values = {"loss": loss, "classification_loss": classification,
-                  "unsupervised_loss": unsupervised, "generator_loss": g_loss}
+        values = {
+            "loss": loss,
+            "classification_loss": classification,
+            "unsupervised_loss": unsupervised,
+            "generator_loss": g_loss,
+        }
         for name, tracker in self.trackers.items():
             tracker.update_state(values[name])
         self.accuracy_tracker.update_state(labels, logits)
         return {m.name: m.result() for m in self.metrics}
 
     def get_config(self):
-        return {**super().get_config(), "num_classes": self.num_classes,
-                "image_size": self.image_size, "noise_dim": self.noise_dim,
-                "filters": list(self.filters), "dropout": self.dropout,
-                "unsupervised_weight": self.unsupervised_weight, "seed": self.seed}
+        return {
+            **super().get_config(),
+            "num_classes": self.num_classes,
+            "image_size": self.image_size,
+            "noise_dim": self.noise_dim,
+            "filters": list(self.filters),
+            "dropout": self.dropout,
+            "unsupervised_weight": self.unsupervised_weight,
+            "seed": self.seed,
+        }
 
 
 class GANClassifier(SavedModel):
@@ -158,9 +181,20 @@ class GANClassifier(SavedModel):
 
     kind = "gan"
 
-    def __init__(self, image_size=64, noise_dim=100, filters=(64, 128, 256, 256), dropout=0.3,
-                 unsupervised_weight=1.0, epochs=100, patience=15, batch_size=32,
-                 learning_rate=2e-4, seed=0, progress=False):
+    def __init__(
+        self,
+        image_size=64,
+        noise_dim=100,
+        filters=(64, 128, 256, 256),
+        dropout=0.3,
+        unsupervised_weight=1.0,
+        epochs=100,
+        patience=15,
+        batch_size=32,
+        learning_rate=2e-4,
+        seed=0,
+        progress=False,
+    ):
         self.image_size = int(image_size)
         self.noise_dim = int(noise_dim)
         self.filters = tuple(int(f) for f in filters)
@@ -176,8 +210,17 @@ class GANClassifier(SavedModel):
 
     def get_config(self) -> dict:
         """The constructor arguments (JSON-able) that rebuild this model untrained."""
-        names = ("image_size", "noise_dim", "dropout", "unsupervised_weight", "epochs",
-                 "patience", "batch_size", "learning_rate", "seed")
+        names = (
+            "image_size",
+            "noise_dim",
+            "dropout",
+            "unsupervised_weight",
+            "epochs",
+            "patience",
+            "batch_size",
+            "learning_rate",
+            "seed",
+        )
         return {"filters": list(self.filters), **{name: getattr(self, name) for name in names}}
 
     @property
@@ -190,22 +233,37 @@ class GANClassifier(SavedModel):
         y = check_labels(labels, len(images), num_classes)
         if self.seed is not None:
             keras.utils.set_random_seed(int(self.seed))
-        self.model = SemiSupervisedGAN(int(num_classes), self.image_size, self.noise_dim,
-                                       self.filters, self.dropout, self.unsupervised_weight,
-                                       seed=self.seed, name="semi_supervised_gan")
+        self.model = SemiSupervisedGAN(
+            int(num_classes),
+            self.image_size,
+            self.noise_dim,
+            self.filters,
+            self.dropout,
+            self.unsupervised_weight,
+            seed=self.seed,
+            name="semi_supervised_gan",
+        )
         self.model.compile(
             d_optimizer=keras.optimizers.Adam(self.learning_rate, beta_1=0.5),
-            g_optimizer=keras.optimizers.Adam(self.learning_rate, beta_1=0.5))
+            g_optimizer=keras.optimizers.Adam(self.learning_rate, beta_1=0.5),
+        )
         fit_args, monitor = {}, "accuracy"
         if validation is not None:
-            fit_args["validation_data"] = (check_images(validation[0], self.image_size),
-                                           np.asarray(validation[1]))
+            fit_args["validation_data"] = (check_images(validation[0], self.image_size), np.asarray(validation[1]))
             monitor = "val_accuracy"
-        stop = keras.callbacks.EarlyStopping(monitor=monitor, patience=self.patience, mode="max",
-                                             restore_best_weights=True)
-        history = self.model.fit(images, y, epochs=self.epochs, batch_size=self.batch_size,
-                                 callbacks=[stop], shuffle=True,
-                                 verbose=2 if self.progress else 0, **fit_args).history
+        stop = keras.callbacks.EarlyStopping(
+            monitor=monitor, patience=self.patience, mode="max", restore_best_weights=True
+        )
+        history = self.model.fit(
+            images,
+            y,
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            callbacks=[stop],
+            shuffle=True,
+            verbose=2 if self.progress else 0,
+            **fit_args,
+        ).history
         return {key: [float(v) for v in values] for key, values in history.items()}
 
     def predict_proba(self, images, batch_size=64) -> np.ndarray:

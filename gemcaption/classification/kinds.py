@@ -7,6 +7,7 @@ kind imports nothing heavy (TensorFlow) until it is used, and no module is impor
 register itself. To add a classifier: write the model class (the array interface of
 :mod:`gemcaption.classification.base`) and add one line to each registry here.
 """
+
 from __future__ import annotations
 
 from ..registry import Registry
@@ -19,8 +20,7 @@ CLASSIFIER_KINDS.register("cnn", f"{_PACKAGE}.cnn:CNNClassifier")
 CLASSIFIER_KINDS.register("svm", f"{_PACKAGE}.baselines:support_vector_machine")
 CLASSIFIER_KINDS.register("rf", f"{_PACKAGE}.baselines:random_forest", aliases=("random_forest",))
 CLASSIFIER_KINDS.register("gan", f"{_PACKAGE}.gan:GANClassifier")
-CLASSIFIER_KINDS.register("logreg", f"{_PACKAGE}.baselines:logistic_regression",
-                          aliases=("logistic_regression",))
+CLASSIFIER_KINDS.register("logreg", f"{_PACKAGE}.baselines:logistic_regression", aliases=("logistic_regression",))
 
 MODEL_CLASSES: Registry = Registry("classifier model")
 MODEL_CLASSES.register("descriptor", f"{_PACKAGE}.baselines:DescriptorClassifier")

@@ -1,4 +1,5 @@
 """Pictures of a trained classifier: VAE reconstructions, the latent space, the confusion matrix."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -42,13 +43,13 @@ def project_2d(vectors, method: str = "pca", seed: int = 0) -> np.ndarray:
         from sklearn.manifold import TSNE
 
         perplexity = float(max(2, min(30, (len(vectors) - 1) // 3)))
-        return TSNE(n_components=2, perplexity=perplexity, init="pca",
-                    random_state=seed).fit_transform(vectors)
+        return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(vectors)
     raise ConfigError(f"method must be 'pca' or 'tsne', got {method!r}")
 
 
-def save_latent_projection(vectors, labels, path, method: str = "pca", title: str | None = None,
-                           dpi: int = 80, seed: int = 0) -> Path:
+def save_latent_projection(
+    vectors, labels, path, method: str = "pca", title: str | None = None, dpi: int = 80, seed: int = 0
+) -> Path:
     """Scatter plot of the 2-D projection of latent vectors, coloured by class."""
     points = project_2d(vectors, method, seed)
     labels = np.asarray([str(label) for label in labels])
@@ -58,8 +59,15 @@ def save_latent_projection(vectors, labels, path, method: str = "pca", title: st
     fig, ax = plt.subplots(figsize=(7, 6))
     for i, label in enumerate(classes):
         mask = labels == label
-        ax.scatter(points[mask, 0], points[mask, 1], s=9, color=cmap(i / max(1, len(classes))),
-                   label=label, alpha=0.8, linewidths=0)
+        ax.scatter(
+            points[mask, 0],
+            points[mask, 1],
+            s=9,
+            color=cmap(i / max(1, len(classes))),
+            label=label,
+            alpha=0.8,
+            linewidths=0,
+        )
     if len(classes) <= 20:
         ax.legend(fontsize=6, markerscale=1.5, loc="best")
     ax.set_title(title or f"Latent means ({method.upper()}), {len(classes)} classes", fontsize=9)

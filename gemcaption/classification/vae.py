@@ -13,6 +13,7 @@ Loss (per image, averaged over the batch)::
 The KL is divided by the number of pixel values so that ``beta = 1`` weighs it as in the evidence
 lower bound of a Gaussian decoder whose reconstruction term is summed over pixels.
 """
+
 from __future__ import annotations
 
 import keras
@@ -49,11 +50,14 @@ def kl_divergence(z_mean, z_log_var):
 
 def build_augmentation(rotation: float = 0.1, zoom: float = 0.1, seed=None) -> keras.Sequential:
     """Random rotation (fraction of a full turn), horizontal and vertical flips, and zoom."""
-    return keras.Sequential([
-        layers.RandomRotation(rotation, fill_mode="reflect", seed=seed),
-        layers.RandomFlip("horizontal_and_vertical", seed=seed),
-        layers.RandomZoom((-zoom, zoom), fill_mode="reflect", seed=seed),
-    ], name="augmentation")
+    return keras.Sequential(
+        [
+            layers.RandomRotation(rotation, fill_mode="reflect", seed=seed),
+            layers.RandomFlip("horizontal_and_vertical", seed=seed),
+            layers.RandomZoom((-zoom, zoom), fill_mode="reflect", seed=seed),
+        ],
+        name="augmentation",
+    )
 
 
 def _check_size(image_size: int, filters) -> int:
@@ -73,8 +77,7 @@ def build_vae_encoder(image_size, filters, latent_dim) -> keras.Model:
         x = layers.LeakyReLU(0.2, name=f"act{i}")(x)
     x = layers.Flatten(name="flatten")(x)
     z_mean = layers.Dense(latent_dim, name="z_mean")(x)
-    z_log_var = layers.Dense(latent_dim, name="z_log_var",
-                             kernel_initializer="zeros", bias_initializer="zeros")(x)
+    z_log_var = layers.Dense(latent_dim, name="z_log_var", kernel_initializer="zeros", bias_initializer="zeros")(x)
     return keras.Model(inputs, [z_mean, z_log_var], name="encoder")
 
 
@@ -107,9 +110,22 @@ class VAEClassifierModel(PrebuiltPartsMixin, keras.Model):
     on frozen ``z_mean``, see :class:`~gemcaption.classification.vae_classifier.VAEClassifier`).
     """
 
-    def __init__(self, num_classes, image_size=128, latent_dim=64, filters=(32, 64, 128, 128),
-                 beta=1.0, classifier_weight=1.0, classifier_hidden=128, dropout=0.3,
-                 augment=True, rotation=0.1, zoom=0.1, seed=None, **kwargs):
+    def __init__(
+        self,
+        num_classes,
+        image_size=128,
+        latent_dim=64,
+        filters=(32, 64, 128, 128),
+        beta=1.0,
+        classifier_weight=1.0,
+        classifier_hidden=128,
+        dropout=0.3,
+        augment=True,
+        rotation=0.1,
+        zoom=0.1,
+        seed=None,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         filters = tuple(int(f) for f in filters)
         _check_size(int(image_size), filters)
@@ -131,11 +147,14 @@ class VAEClassifierModel(PrebuiltPartsMixin, keras.Model):
         self.augmentation = build_augmentation(rotation, zoom, seed)
         self.encoder = build_vae_encoder(self.image_size, filters, self.latent_dim)
         self.decoder = build_vae_decoder(self.image_size, filters, self.latent_dim)
-        self.classifier = build_latent_classifier(self.latent_dim, self.num_classes,
-                                                  self.classifier_hidden, self.dropout)
+        self.classifier = build_latent_classifier(
+            self.latent_dim, self.num_classes, self.classifier_hidden, self.dropout
+        )
         self.sampling = Sampling(seed=seed, name="sampling")
-        self.trackers = {name: keras.metrics.Mean(name=name) for name in
-                         ("loss", "reconstruction_loss", "kl_loss", "classification_loss")}
+        self.trackers = {
+            name: keras.metrics.Mean(name=name)
+            for name in ("loss", "reconstruction_loss", "kl_loss", "classification_loss")
+        }
         self.accuracy_tracker = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
 
     # ---- inference -------------------------------------------------------------------------
@@ -175,8 +194,13 @@ class VAEClassifierModel(PrebuiltPartsMixin, keras.Model):
         total = reconstruction_loss + self.beta * kl / pixel_values
         if self.classifier_weight > 0:
             total = total + self.classifier_weight * classification
-        return {"loss": total, "reconstruction_loss": reconstruction_loss, "kl_loss": kl,
-                "classification_loss": classification, "probabilities": probabilities}
+        return {
+            "loss": total,
+            "reconstruction_loss": reconstruction_loss,
+            "kl_loss": kl,
+            "classification_loss": classification,
+            "probabilities": probabilities,
+        }
 
     def _update(self, terms, labels):
         for name, tracker in self.trackers.items():
@@ -203,10 +227,18 @@ class VAEClassifierModel(PrebuiltPartsMixin, keras.Model):
         return self._update(self.compute_losses(images, labels, training=False), labels)
 
     def get_config(self):
-        return {**super().get_config(), "num_classes": self.num_classes,
-                "image_size": self.image_size, "latent_dim": self.latent_dim,
-                "filters": list(self.filters), "beta": self.beta,
-                "classifier_weight": self.classifier_weight,
-                "classifier_hidden": self.classifier_hidden, "dropout": self.dropout,
-                "augment": self.augment, "rotation": self.rotation, "zoom": self.zoom,
-                "seed": self.seed}
+        return {
+            **super().get_config(),
+            "num_classes": self.num_classes,
+            "image_size": self.image_size,
+            "latent_dim": self.latent_dim,
+            "filters": list(self.filters),
+            "beta": self.beta,
+            "classifier_weight": self.classifier_weight,
+            "classifier_hidden": self.classifier_hidden,
+            "dropout": self.dropout,
+            "augment": self.augment,
+            "rotation": self.rotation,
+            "zoom": self.zoom,
+            "seed": self.seed,
+        }

@@ -1,5 +1,6 @@
 """Training wrapper around :class:`VAEClassifierModel`: early stopping, joint or post-hoc
 classifier, saving as a ``.keras`` file (no pickle)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -23,10 +24,27 @@ class VAEClassifier(SavedModel):
 
     kind = "vae"
 
-    def __init__(self, image_size=128, latent_dim=64, filters=(32, 64, 128, 128), beta=1.0,
-                 classifier_weight=1.0, classifier_mode="joint", classifier_hidden=128,
-                 dropout=0.3, augment=True, rotation=0.1, zoom=0.1, epochs=100, patience=15,
-                 batch_size=32, learning_rate=1e-3, head_epochs=200, seed=0, progress=False):
+    def __init__(
+        self,
+        image_size=128,
+        latent_dim=64,
+        filters=(32, 64, 128, 128),
+        beta=1.0,
+        classifier_weight=1.0,
+        classifier_mode="joint",
+        classifier_hidden=128,
+        dropout=0.3,
+        augment=True,
+        rotation=0.1,
+        zoom=0.1,
+        epochs=100,
+        patience=15,
+        batch_size=32,
+        learning_rate=1e-3,
+        head_epochs=200,
+        seed=0,
+        progress=False,
+    ):
         if classifier_mode not in ("joint", "after"):
             raise ConfigError(f"classifier_mode must be 'joint' or 'after', got {classifier_mode!r}")
         self.image_size = int(image_size)
@@ -51,9 +69,24 @@ class VAEClassifier(SavedModel):
 
     def get_config(self) -> dict:
         """The constructor arguments (JSON-able) that rebuild this model untrained."""
-        names = ("image_size", "latent_dim", "beta", "classifier_weight", "classifier_mode",
-                 "classifier_hidden", "dropout", "augment", "rotation", "zoom", "epochs",
-                 "patience", "batch_size", "learning_rate", "head_epochs", "seed")
+        names = (
+            "image_size",
+            "latent_dim",
+            "beta",
+            "classifier_weight",
+            "classifier_mode",
+            "classifier_hidden",
+            "dropout",
+            "augment",
+            "rotation",
+            "zoom",
+            "epochs",
+            "patience",
+            "batch_size",
+            "learning_rate",
+            "head_epochs",
+            "seed",
+        )
         return {"filters": list(self.filters), **{name: getattr(self, name) for name in names}}
 
     @property
@@ -66,10 +99,20 @@ class VAEClassifier(SavedModel):
 
         weight = self.classifier_weight if self.classifier_mode == "joint" else 0.0
         return VAEClassifierModel(
-            num_classes, image_size=self.image_size, latent_dim=self.latent_dim,
-            filters=self.filters, beta=self.beta, classifier_weight=weight,
-            classifier_hidden=self.classifier_hidden, dropout=self.dropout, augment=self.augment,
-            rotation=self.rotation, zoom=self.zoom, seed=self.seed, name="vae_classifier")
+            num_classes,
+            image_size=self.image_size,
+            latent_dim=self.latent_dim,
+            filters=self.filters,
+            beta=self.beta,
+            classifier_weight=weight,
+            classifier_hidden=self.classifier_hidden,
+            dropout=self.dropout,
+            augment=self.augment,
+            rotation=self.rotation,
+            zoom=self.zoom,
+            seed=self.seed,
+            name="vae_classifier",
+        )
 
     def fit(self, images, labels, num_classes, validation=None):
         """Train on uint8 images (N, S, S, 3); returns the per-epoch history dict."""
@@ -86,12 +129,22 @@ class VAEClassifier(SavedModel):
             val_images = check_images(validation[0], self.image_size)
             fit_args["validation_data"] = (val_images, np.asarray(validation[1]))
             monitor = "val_accuracy" if self.classifier_mode == "joint" else "val_loss"
-        stop = keras.callbacks.EarlyStopping(monitor=monitor, patience=self.patience,
-                                             mode="max" if monitor.endswith("accuracy") else "min",
-                                             restore_best_weights=True)
-        history = self.model.fit(images, y, epochs=self.epochs, batch_size=self.batch_size,
-                                 callbacks=[stop], shuffle=True,
-                                 verbose=2 if self.progress else 0, **fit_args).history
+        stop = keras.callbacks.EarlyStopping(
+            monitor=monitor,
+            patience=self.patience,
+            mode="max" if monitor.endswith("accuracy") else "min",
+            restore_best_weights=True,
+        )
+        history = self.model.fit(
+            images,
+            y,
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            callbacks=[stop],
+            shuffle=True,
+            verbose=2 if self.progress else 0,
+            **fit_args,
+        ).history
         history = {key: [float(v) for v in values] for key, values in history.items()}
         if self.classifier_mode == "after":
             history["head"] = self._fit_head(images, y, validation)
@@ -101,20 +154,26 @@ class VAEClassifier(SavedModel):
         """Train the classifier on frozen latent means (of flipped copies too)."""
         import keras
 
-        z = np.concatenate([self.encode(images), self.encode(images[:, :, ::-1]),
-                            self.encode(images[:, ::-1])])
+        z = np.concatenate([self.encode(images), self.encode(images[:, :, ::-1]), self.encode(images[:, ::-1])])
         head = self.model.classifier
-        head.compile(optimizer=keras.optimizers.Adam(self.learning_rate),
-                     loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        head.compile(
+            optimizer=keras.optimizers.Adam(self.learning_rate),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+        )
         fit_args, monitor = {}, "loss"
         if validation is not None:
             fit_args["validation_data"] = (self.encode(validation[0]), np.asarray(validation[1]))
             monitor = "val_accuracy"
-        stop = keras.callbacks.EarlyStopping(monitor=monitor, patience=max(self.patience, 20),
-                                             mode="max" if monitor == "val_accuracy" else "min",
-                                             restore_best_weights=True)
-        history = head.fit(z, np.tile(y, 3), epochs=self.head_epochs, batch_size=64,
-                           callbacks=[stop], verbose=0, **fit_args).history
+        stop = keras.callbacks.EarlyStopping(
+            monitor=monitor,
+            patience=max(self.patience, 20),
+            mode="max" if monitor == "val_accuracy" else "min",
+            restore_best_weights=True,
+        )
+        history = head.fit(
+            z, np.tile(y, 3), epochs=self.head_epochs, batch_size=64, callbacks=[stop], verbose=0, **fit_args
+        ).history
         return {key: [float(v) for v in values] for key, values in history.items()}
 
     def _require_model(self):
@@ -132,16 +191,14 @@ class VAEClassifier(SavedModel):
         """Latent means (N, latent_dim)."""
         model = self._require_model()
         images = check_images(images, self.image_size)
-        parts = [np.asarray(model.encode(images[i:i + batch_size])[0])
-                 for i in range(0, len(images), batch_size)]
+        parts = [np.asarray(model.encode(images[i : i + batch_size])[0]) for i in range(0, len(images), batch_size)]
         return np.concatenate(parts).astype(np.float32)
 
     def reconstruct(self, images, batch_size=64) -> np.ndarray:
         """Decoded latent means as uint8 images (N, S, S, 3)."""
         model = self._require_model()
         images = check_images(images, self.image_size)
-        parts = [np.asarray(model.reconstruct(images[i:i + batch_size]))
-                 for i in range(0, len(images), batch_size)]
+        parts = [np.asarray(model.reconstruct(images[i : i + batch_size])) for i in range(0, len(images), batch_size)]
         return np.clip(np.rint(np.concatenate(parts) * 255), 0, 255).astype(np.uint8)
 
     def write_files(self, path: Path) -> None:
@@ -160,8 +217,7 @@ class VAEClassifier(SavedModel):
         wrapper = cls(**config)
         custom = {"gemcaption>VAEClassifierModel": VAEClassifierModel, "gemcaption>Sampling": Sampling}
         try:
-            wrapper.model = keras.saving.load_model(Path(directory) / KERAS_FILE, custom_objects=custom,
-                                                    safe_mode=True)
+            wrapper.model = keras.saving.load_model(Path(directory) / KERAS_FILE, custom_objects=custom, safe_mode=True)
         except (OSError, ValueError) as exc:
             raise ModelError(f"{directory}: cannot read the VAE ({exc})") from exc
         return wrapper

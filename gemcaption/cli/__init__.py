@@ -2,6 +2,7 @@
 ``register(subparsers)`` function that adds its parsers and sets ``func`` on them; choices of names
 (encoders, decoders, samplers, classifier kinds...) come from the registries. Every
 :class:`~gemcaption.errors.GemcaptionError` ends the command with one line on stderr and status 2."""
+
 import argparse
 import importlib
 import os

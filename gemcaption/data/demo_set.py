@@ -16,6 +16,7 @@ Files are written once into a cache folder (``cache_dir("demo", <hash of the par
 default) with a ``demo.json`` manifest and reused on the next call with the same parameters.
 Output is deterministic: the same parameters give byte-identical images.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -50,17 +51,34 @@ BACKGROUNDS = ((40, 40, 44), (70, 66, 62), (225, 222, 215), (245, 240, 228), (30
 SPLIT_FRACTIONS = {"train": 0.70, "val": 0.15, "test": 0.15}
 
 TEMPLATES = {
-    "loose": ("a {colour} {cut} {gem}", "a loose {cut} {gem}", "a loose {colour} gemstone with a {cut} cut",
-              "a {cut} cut {gem} on its own", "a single {colour} {gem} cut in a {cut} shape"),
-    "ring": ("a {colour} {cut} {gem} set in a {metal} ring", "a {metal} ring with a {cut} {gem}",
-             "a {metal} ring set with a {colour} {cut} gemstone", "a {cut} {gem} on a {metal} ring",
-             "a {colour} {gem} ring in {metal}"),
-    "pendant": ("a {colour} {cut} {gem} pendant on a {metal} chain", "a {metal} pendant with a {cut} {gem}",
-                "a {metal} necklace holding a {colour} {cut} gemstone", "a {cut} {gem} hanging from a {metal} chain",
-                "a {colour} {gem} pendant in {metal}"),
-    "earrings": ("a pair of {metal} earrings with {colour} {cut} {gems}", "{cut} {gem} earrings in {metal}",
-                 "a pair of {colour} {cut} earrings in {metal}", "two {metal} earrings set with {cut} {gems}",
-                 "{colour} {gem} drop earrings on {metal} hooks"),
+    "loose": (
+        "a {colour} {cut} {gem}",
+        "a loose {cut} {gem}",
+        "a loose {colour} gemstone with a {cut} cut",
+        "a {cut} cut {gem} on its own",
+        "a single {colour} {gem} cut in a {cut} shape",
+    ),
+    "ring": (
+        "a {colour} {cut} {gem} set in a {metal} ring",
+        "a {metal} ring with a {cut} {gem}",
+        "a {metal} ring set with a {colour} {cut} gemstone",
+        "a {cut} {gem} on a {metal} ring",
+        "a {colour} {gem} ring in {metal}",
+    ),
+    "pendant": (
+        "a {colour} {cut} {gem} pendant on a {metal} chain",
+        "a {metal} pendant with a {cut} {gem}",
+        "a {metal} necklace holding a {colour} {cut} gemstone",
+        "a {cut} {gem} hanging from a {metal} chain",
+        "a {colour} {gem} pendant in {metal}",
+    ),
+    "earrings": (
+        "a pair of {metal} earrings with {colour} {cut} {gems}",
+        "{cut} {gem} earrings in {metal}",
+        "a pair of {colour} {cut} earrings in {metal}",
+        "two {metal} earrings set with {cut} {gems}",
+        "{colour} {gem} drop earrings on {metal} hooks",
+    ),
 }
 
 
@@ -83,8 +101,10 @@ def cut_outline(cut: str, cx: float, cy: float, r: float) -> list[tuple[float, f
         return [(cx - s, cy - s), (cx + s, cy - s), (cx + s, cy + s), (cx - s, cy + s)]
     if cut == "pear":
         radius, centre = 0.62 * r, cy + 0.38 * r
-        arc = [(cx + radius * math.cos(a), centre + radius * math.sin(a))
-               for a in np.linspace(math.radians(-25), math.radians(205), 36)]
+        arc = [
+            (cx + radius * math.cos(a), centre + radius * math.sin(a))
+            for a in np.linspace(math.radians(-25), math.radians(205), 36)
+        ]
         return arc + [(cx, cy - r)]
     if cut == "heart":
         pts = []
@@ -110,8 +130,16 @@ def _facet_vertices(outline, count: int = 12):
     return outline[::step] if len(outline) > 4 else outline
 
 
-def draw_gem(draw: ImageDraw.ImageDraw, cut: str, colour: tuple[int, int, int], cx: float, cy: float, r: float,
-             light: float, clear: bool = False) -> None:
+def draw_gem(
+    draw: ImageDraw.ImageDraw,
+    cut: str,
+    colour: tuple[int, int, int],
+    cx: float,
+    cy: float,
+    r: float,
+    light: float,
+    clear: bool = False,
+) -> None:
     """A faceted gem: shaded wedges from the centre, a table facet, facet lines and a highlight."""
     outline = cut_outline(cut, cx, cy, r)
     draw.polygon(outline, fill=_shade(colour, 0.8 * light))
@@ -145,8 +173,9 @@ def _background(size: int, rng: np.random.Generator) -> Image.Image:
     return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "RGB")
 
 
-def render_jewel(gem: str, cut: str, setting: str, metal: str, size: int = 224,
-                 rng: np.random.Generator | None = None) -> Image.Image:
+def render_jewel(
+    gem: str, cut: str, setting: str, metal: str, size: int = 224, rng: np.random.Generator | None = None
+) -> Image.Image:
     """Draw one piece of jewellery (RGB, ``size`` x ``size``) with random jitter from ``rng``."""
     rng = rng if rng is not None else np.random.default_rng(0)
     scale = 2  # drawn at twice the size and reduced: smooth edges
@@ -169,8 +198,11 @@ def render_jewel(gem: str, cut: str, setting: str, metal: str, size: int = 224,
         band_w, band_h = r * 2.6, r * 2.0
         top = cy + 0.55 * r
         draw.ellipse([cx - band_w, top, cx + band_w, top + 2 * band_h], outline=metal_rgb, width=int(0.38 * r))
-        draw.ellipse([cx - band_w + 0.3 * r, top + 0.3 * r, cx + band_w - 0.3 * r, top + 2 * band_h - 0.3 * r],
-                     outline=_shade(metal_rgb, 0.7), width=max(2, int(0.08 * r)))
+        draw.ellipse(
+            [cx - band_w + 0.3 * r, top + 0.3 * r, cx + band_w - 0.3 * r, top + 2 * band_h - 0.3 * r],
+            outline=_shade(metal_rgb, 0.7),
+            width=max(2, int(0.08 * r)),
+        )
         _bezel(draw, cut, cx, cy, r, metal_rgb)
         draw_gem(draw, cut, colour, cx, cy, r, light, clear)
         for a in (45, 135, 225, 315):
@@ -182,13 +214,17 @@ def render_jewel(gem: str, cut: str, setting: str, metal: str, size: int = 224,
         bail_y = cy - 1.3 * r
         width = max(2, int(big / 90))
         for side in (-1, 1):
-            points = [(cx + side * t * big * 0.5, bail_y - (1 - (1 - t) ** 2) * big * 0.5)
-                      for t in np.linspace(0, 1, 20)]
+            points = [
+                (cx + side * t * big * 0.5, bail_y - (1 - (1 - t) ** 2) * big * 0.5) for t in np.linspace(0, 1, 20)
+            ]
             draw.line(points, fill=metal_rgb, width=width)
             for x, y in points[1::2]:
                 draw.ellipse([x - width, y - width, x + width, y + width], outline=_shade(metal_rgb, 0.7))
-        draw.ellipse([cx - 0.22 * r, bail_y - 0.22 * r, cx + 0.22 * r, bail_y + 0.35 * r],
-                     outline=metal_rgb, width=max(2, int(0.1 * r)))
+        draw.ellipse(
+            [cx - 0.22 * r, bail_y - 0.22 * r, cx + 0.22 * r, bail_y + 0.35 * r],
+            outline=metal_rgb,
+            width=max(2, int(0.1 * r)),
+        )
         _bezel(draw, cut, cx, cy, r, metal_rgb)
         draw_gem(draw, cut, colour, cx, cy, r, light, clear)
     elif setting == "earrings":
@@ -197,10 +233,16 @@ def render_jewel(gem: str, cut: str, setting: str, metal: str, size: int = 224,
         centre = big / 2 + jitter() / 2
         for cx in (centre - big * 0.22, centre + big * 0.22):
             hook_top = cy - 2.6 * r
-            draw.arc([cx - 0.7 * r, hook_top - 0.6 * r, cx + 0.7 * r, hook_top + 0.8 * r], 180, 360,
-                     fill=metal_rgb, width=max(2, int(0.12 * r)))
-            draw.line([(cx + 0.7 * r, hook_top + 0.1 * r), (cx, cy - 1.1 * r)], fill=metal_rgb,
-                      width=max(2, int(0.1 * r)))
+            draw.arc(
+                [cx - 0.7 * r, hook_top - 0.6 * r, cx + 0.7 * r, hook_top + 0.8 * r],
+                180,
+                360,
+                fill=metal_rgb,
+                width=max(2, int(0.12 * r)),
+            )
+            draw.line(
+                [(cx + 0.7 * r, hook_top + 0.1 * r), (cx, cy - 1.1 * r)], fill=metal_rgb, width=max(2, int(0.1 * r))
+            )
             draw.ellipse([cx - 0.18 * r, cy - 1.35 * r, cx + 0.18 * r, cy - 0.99 * r], fill=metal_rgb)
             _bezel(draw, cut, cx, cy, r, metal_rgb)
             draw_gem(draw, cut, colour, cx, cy, r, light, clear)
@@ -214,8 +256,13 @@ def captions_for(gem: str, cut: str, setting: str, metal: str, rng: np.random.Ge
     """3 to 5 distinct template captions describing one rendered piece."""
     templates = TEMPLATES[setting]
     chosen = rng.choice(len(templates), size=int(rng.integers(3, 6)), replace=False)
-    words = {"gem": gem, "gems": gem[:-1] + "ies" if gem.endswith("y") else gem + "s",
-             "colour": GEMS[gem][0], "cut": cut, "metal": metal}
+    words = {
+        "gem": gem,
+        "gems": gem[:-1] + "ies" if gem.endswith("y") else gem + "s",
+        "colour": GEMS[gem][0],
+        "cut": cut,
+        "metal": metal,
+    }
     return tuple(templates[i].format(**words) for i in sorted(chosen))
 
 
@@ -224,8 +271,7 @@ def captions_for(gem: str, cut: str, setting: str, metal: str, rng: np.random.Ge
 
 
 def demo_parameters(n_images: int, seed: int, image_size: int) -> dict:
-    return {"n_images": int(n_images), "seed": int(seed), "image_size": int(image_size),
-            "version": GENERATOR_VERSION}
+    return {"n_images": int(n_images), "seed": int(seed), "image_size": int(image_size), "version": GENERATOR_VERSION}
 
 
 def _params_hash(params: dict) -> str:
@@ -239,8 +285,10 @@ def _read_manifest(root: Path, params: dict) -> Dataset | None:
         return None
     if manifest.get("parameters") != params:
         return None
-    samples = [Sample(str(root / s["image"]), tuple(s["captions"]), s["label"], s["split"])
-               for s in manifest.get("samples", [])]
+    samples = [
+        Sample(str(root / s["image"]), tuple(s["captions"]), s["label"], s["split"])
+        for s in manifest.get("samples", [])
+    ]
     if len(samples) != params["n_images"] or not all(os.path.isfile(s.image) for s in samples):
         return None
     return Dataset(samples, "demo")
@@ -260,13 +308,20 @@ def plan_demo_set(n_images: int, seed: int = 0) -> list[dict]:
     for i in range(n_images):
         rng = np.random.default_rng([seed, 2, i])
         setting = SETTINGS[int(rng.integers(len(SETTINGS)))]
-        plan.append({"gem": gems[order[i % len(gems)]], "cut": CUTS[int(rng.integers(len(CUTS)))],
-                     "setting": setting, "metal": list(METALS)[int(rng.integers(len(METALS)))]})
+        plan.append(
+            {
+                "gem": gems[order[i % len(gems)]],
+                "cut": CUTS[int(rng.integers(len(CUTS)))],
+                "setting": setting,
+                "metal": list(METALS)[int(rng.integers(len(METALS)))],
+            }
+        )
     return plan
 
 
-def make_demo_set(root: PathLike | None = None, n_images: int = 480, seed: int = 0, image_size: int = 224,
-                  progress: bool = False) -> Dataset:
+def make_demo_set(
+    root: PathLike | None = None, n_images: int = 480, seed: int = 0, image_size: int = 224, progress: bool = False
+) -> Dataset:
     """The synthetic jewellery set (see the module docstring), written to ``root`` once and reused.
 
     ``root`` defaults to ``cache_dir("demo", <hash of n_images, seed, image_size>)``. The default
@@ -286,17 +341,26 @@ def make_demo_set(root: PathLike | None = None, n_images: int = 480, seed: int =
         return cached
     plan = plan_demo_set(n_images, seed)
     names = [f"demo_{i:04d}_{p['gem']}_{p['cut']}_{p['setting']}.png" for i, p in enumerate(plan)]
-    split_of = assign_splits(names, list(SPLIT_FRACTIONS.values()), list(SPLIT_FRACTIONS), seed,
-                             [p["gem"] for p in plan])
+    split_of = assign_splits(
+        names, list(SPLIT_FRACTIONS.values()), list(SPLIT_FRACTIONS), seed, [p["gem"] for p in plan]
+    )
     records = []
     for i, (p, name) in enumerate(tqdm(list(zip(plan, names)), desc="Drawing demo images", disable=not progress)):
         rng = np.random.default_rng([seed, 3, i])
         image = render_jewel(p["gem"], p["cut"], p["setting"], p["metal"], image_size, rng)
         atomic_write_bytes(root / name, _png_bytes(image))
         captions = list(captions_for(p["gem"], p["cut"], p["setting"], p["metal"], rng))
-        records.append({"image": name, "captions": captions, "label": p["gem"], "split": split_of[name],
-                        **{k: p[k] for k in ("cut", "setting", "metal")}})
+        records.append(
+            {
+                "image": name,
+                "captions": captions,
+                "label": p["gem"],
+                "split": split_of[name],
+                **{k: p[k] for k in ("cut", "setting", "metal")},
+            }
+        )
     text = json.dumps({"parameters": params, "samples": records}, indent=1)
     atomic_write_text(root / "demo.json", text)
-    return Dataset([Sample(str(root / r["image"]), tuple(r["captions"]), r["label"], r["split"]) for r in records],
-                   "demo")
+    return Dataset(
+        [Sample(str(root / r["image"]), tuple(r["captions"]), r["label"], r["split"]) for r in records], "demo"
+    )

@@ -9,6 +9,7 @@ Labels match tolerantly: case, underscores, hyphens, apostrophes and extra space
 an error: it gets the generic caption ``"a <label> gemstone"`` (label lower-cased, underscores to
 spaces), so any class folder set can be loaded.
 """
+
 from __future__ import annotations
 
 import csv

@@ -10,6 +10,7 @@
   aspect ratio is not kept (a gem at the edge of a photo stays in view).
 * :data:`IMAGE_EXTENSIONS` is the one list of file endings gemcaption takes for images.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -66,8 +67,9 @@ def describe_source(source: object) -> str:
 def _check_pixel_limit(image: Image.Image, name: str) -> None:
     limit = Image.MAX_IMAGE_PIXELS
     if limit and image.size[0] * image.size[1] > limit:
-        raise ImageError(f"{name}: {image.size[0]}x{image.size[1]} pixels exceeds the limit of "
-                         f"{limit} (possible decompression bomb)")
+        raise ImageError(
+            f"{name}: {image.size[0]}x{image.size[1]} pixels exceeds the limit of {limit} (possible decompression bomb)"
+        )
 
 
 def _open_encoded(stream, name: str, draft_size: int | None = None) -> Image.Image:
@@ -90,8 +92,17 @@ def _open_encoded(stream, name: str, draft_size: int | None = None) -> Image.Ima
         raise ImageError(f"{name}: refused as a possible decompression bomb ({exc})") from None
     except UnidentifiedImageError:
         raise ImageError(f"{name}: not an image file (format not recognised)") from None
-    except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError,
-            MemoryError, RuntimeError, struct.error) as exc:
+    except (
+        OSError,
+        SyntaxError,
+        ValueError,
+        EOFError,
+        IndexError,
+        TypeError,
+        MemoryError,
+        RuntimeError,
+        struct.error,
+    ) as exc:
         raise ImageError(f"{name}: corrupt or truncated image ({type(exc).__name__}: {exc})") from None
     return image
 
@@ -226,8 +237,9 @@ def load_images(sources: Iterable[ImageSource], size: int, progress: bool = Fals
         rows.append(np.asarray(image, dtype=np.uint8))
         kept.append(index)
     if skipped:
-        warnings.warn(f"{skipped} of {len(sources)} images could not be read and were skipped",
-                      SkippedImageWarning, stacklevel=2)
+        warnings.warn(
+            f"{skipped} of {len(sources)} images could not be read and were skipped", SkippedImageWarning, stacklevel=2
+        )
     if not rows:
         return np.zeros((0, size, size, 3), np.uint8), kept
     return np.stack(rows), kept

@@ -25,6 +25,7 @@ A bare path is also accepted: a folder holding a Flickr8k caption file is read a
 folder as class folders, a ``.csv`` file as a manifest (or as Flickr8k if named ``captions.txt``).
 ``split=None`` or ``"all"`` returns every split.
 """
+
 from __future__ import annotations
 
 import csv
@@ -45,11 +46,30 @@ from .types import Dataset, DatasetWarning, Sample
 
 # Dataset, DatasetWarning, Sample, split_dataset and IMAGE_EXTENSIONS live in types, splits and images;
 # they are re-exported because callers have always imported them from here.
-__all__ = ["DATASET_FORMATS", "IMAGE_EXTENSIONS", "Dataset", "DatasetWarning", "Sample", "dataset_spec_forms",
-           "load_csv", "load_dataset", "load_flickr8k", "load_folder", "split_dataset"]
+__all__ = [
+    "DATASET_FORMATS",
+    "IMAGE_EXTENSIONS",
+    "Dataset",
+    "DatasetWarning",
+    "Sample",
+    "dataset_spec_forms",
+    "load_csv",
+    "load_dataset",
+    "load_flickr8k",
+    "load_folder",
+    "split_dataset",
+]
 
-SPLIT_FOLDER_NAMES = {"train": "train", "training": "train", "val": "val", "valid": "val",
-                      "validation": "val", "dev": "dev", "test": "test", "testing": "test"}
+SPLIT_FOLDER_NAMES = {
+    "train": "train",
+    "training": "train",
+    "val": "val",
+    "valid": "val",
+    "validation": "val",
+    "dev": "dev",
+    "test": "test",
+    "testing": "test",
+}
 FLICKR_CAPTION_FILES = ("Flickr8k.token.txt", "captions.txt")
 FLICKR_IMAGE_FOLDERS = ("Images", "Flicker8k_Dataset", "Flickr8k_Dataset", "images")
 
@@ -124,8 +144,9 @@ def _read_flickr_rows(caption_file: Path) -> list[tuple[int, str, str]]:
     reader = csv.reader(lines)
     header = [h.strip().lower() for h in next(reader, [])]
     if header[:2] != ["image", "caption"]:
-        raise DatasetError(f"{caption_file}: expected a token file or a CSV with header 'image,caption', "
-                           f"got {header[:2]}")
+        raise DatasetError(
+            f"{caption_file}: expected a token file or a CSV with header 'image,caption', got {header[:2]}"
+        )
     for number, row in enumerate(reader, 2):
         if not row or not any(cell.strip() for cell in row):
             continue
@@ -175,8 +196,15 @@ def load_flickr8k(path: PathLike, split: str | None = None, seed: int = 0) -> Da
     captions: dict[str, list[str]] = {}
     bad_rows, examples = 0, []
     for number, image, caption in rows:
-        problem = ("no image name" if not image else "empty caption" if not caption
-                   else None if files.exists(folder / image) else f"missing image {image}")
+        problem = (
+            "no image name"
+            if not image
+            else "empty caption"
+            if not caption
+            else None
+            if files.exists(folder / image)
+            else f"missing image {image}"
+        )
         if problem:
             bad_rows += 1
             examples.append(f"line {number}: {problem}")
@@ -188,12 +216,10 @@ def load_flickr8k(path: PathLike, split: str | None = None, seed: int = 0) -> Da
     lists = _read_split_lists(list(dict.fromkeys([caption_file.parent, root, folder.parent])))
     if lists:
         rest = "test" if "test" not in lists else "unlisted"
-        split_of = {image: next((s for s, members in lists.items() if image in members), rest)
-                    for image in captions}
+        split_of = {image: next((s for s, members in lists.items() if image in members), rest) for image in captions}
     else:
         split_of = assign_splits(list(captions), (0.75, 0.125, 0.125), ("train", "dev", "test"), seed)
-    samples = [Sample(str(folder / image), tuple(texts), None, split_of[image])
-               for image, texts in captions.items()]
+    samples = [Sample(str(folder / image), tuple(texts), None, split_of[image]) for image, texts in captions.items()]
     return _filter_split(Dataset(samples, "flickr8k", bad_rows), split)
 
 
@@ -215,8 +241,9 @@ def load_folder(path: PathLike, split: str | None = None, describe: Callable[[st
     if not root.is_dir():
         raise DatasetError(f"{root}: no such folder")
     top = _class_folders(root)
-    split_level = bool(top) and all(p.name.lower() in SPLIT_FOLDER_NAMES for p in top) and any(
-        _class_folders(p) for p in top)
+    split_level = (
+        bool(top) and all(p.name.lower() in SPLIT_FOLDER_NAMES for p in top) and any(_class_folders(p) for p in top)
+    )
     layout = [(SPLIT_FOLDER_NAMES[p.name.lower()], p) for p in top] if split_level else [("train", root)]
     samples, captions_of = [], {}
     for split_name, split_folder in layout:
@@ -228,8 +255,9 @@ def load_folder(path: PathLike, split: str | None = None, describe: Callable[[st
                 if _is_image_file(file):
                     samples.append(Sample(str(file), captions_of[label], label, split_name))
     if not samples:
-        raise DatasetError(f"{root}: no images in class folders (expected {root}/<Class>/*.jpg "
-                           f"or {root}/<split>/<Class>/*.jpg)")
+        raise DatasetError(
+            f"{root}: no images in class folders (expected {root}/<Class>/*.jpg or {root}/<split>/<Class>/*.jpg)"
+        )
     return _filter_split(Dataset(samples, root.name or "folder"), split)
 
 
@@ -265,8 +293,9 @@ def load_csv(path: PathLike, split: str | None = None) -> Dataset:
         missing = [c for c in ("image", "caption") if c not in header]
         if missing:
             raise DatasetError(f"{path}: header lacks column(s) {missing} (got {header})")
-        column: dict[str, int] = {name: header.index(name) for name in ("image", "caption", "label", "split")
-                                  if name in header}
+        column: dict[str, int] = {
+            name: header.index(name) for name in ("image", "caption", "label", "split") if name in header
+        }
         rows = list(enumerate(reader, 2))
     base, files = path.parent, _FileIndex()
     grouped: dict[str, dict] = {}
@@ -298,8 +327,7 @@ def load_csv(path: PathLike, split: str | None = None) -> Dataset:
     _warn_skipped(str(path), examples, bad)
     if not grouped:
         raise DatasetError(f"{path}: no usable rows")
-    samples = [Sample(image, tuple(e["captions"]), e["label"], e["split"] or "train")
-               for image, e in grouped.items()]
+    samples = [Sample(image, tuple(e["captions"]), e["label"], e["split"] or "train") for image, e in grouped.items()]
     return _filter_split(Dataset(samples, path.parent.name or path.stem, bad), split)
 
 
@@ -340,7 +368,8 @@ def _path_argument(name: str, argument: str) -> Path:
 DatasetOpener = Callable[[str, str | None, int], Dataset]
 DATASET_FORMATS: Registry[DatasetOpener] = Registry("dataset format")
 DATASET_FORMATS.register(
-    "flickr8k", lambda arg, split, seed: load_flickr8k(_path_argument("flickr8k", arg), split, seed))
+    "flickr8k", lambda arg, split, seed: load_flickr8k(_path_argument("flickr8k", arg), split, seed)
+)
 DATASET_FORMATS.register("folder", lambda arg, split, seed: load_folder(_path_argument("folder", arg), split))
 DATASET_FORMATS.register("csv", lambda arg, split, seed: load_csv(_path_argument("csv", arg), split))
 DATASET_FORMATS.register("demo", _open_demo)

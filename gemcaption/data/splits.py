@@ -9,6 +9,7 @@ of byte-identical duplicate photos (so none leak across a split).
 scikit-learn's StratifiedShuffleSplit / train_test_split cannot replace these: they refuse a class of one
 image (ours keep it in train) and give other indices for the same seed (they also hold out 0 of a small class).
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -24,7 +25,8 @@ from .types import Dataset
 
 def _split_names(count: int) -> tuple[str, ...]:
     return {1: ("train",), 2: ("train", "val"), 3: ("train", "val", "test")}.get(
-        count, tuple(f"part{i}" for i in range(count)))
+        count, tuple(f"part{i}" for i in range(count))
+    )
 
 
 def _allocate(n: int, fractions: Sequence[float]) -> list[int]:
@@ -37,8 +39,13 @@ def _allocate(n: int, fractions: Sequence[float]) -> list[int]:
     return counts
 
 
-def assign_splits(images: Sequence[str], fractions: Sequence[float], names: Sequence[str],
-                  seed: int = 0, labels: Sequence[str | None] | None = None) -> dict[str, str]:
+def assign_splits(
+    images: Sequence[str],
+    fractions: Sequence[float],
+    names: Sequence[str],
+    seed: int = 0,
+    labels: Sequence[str | None] | None = None,
+) -> dict[str, str]:
     """A seeded split of distinct image keys: ``{image: split name}``, stratified by ``labels``.
 
     The result depends only on the set of images (not their order), the fractions and the seed.
@@ -65,14 +72,19 @@ def assign_splits(images: Sequence[str], fractions: Sequence[float], names: Sequ
     result: dict[str, str] = {}
     start = 0
     for name, count in zip(names, _allocate(len(keyed), fractions)):
-        for _, _, image in keyed[start:start + count]:
+        for _, _, image in keyed[start : start + count]:
             result[image] = name
         start += count
     return result
 
 
-def split_dataset(dataset: Dataset, fractions: Sequence[float] | dict = (0.8, 0.2),
-                  names: Sequence[str] | None = None, seed: int = 0, stratify: bool = True) -> Dataset:
+def split_dataset(
+    dataset: Dataset,
+    fractions: Sequence[float] | dict = (0.8, 0.2),
+    names: Sequence[str] | None = None,
+    seed: int = 0,
+    stratify: bool = True,
+) -> Dataset:
     """Re-split ``dataset`` by image with a seeded shuffle; returns a new Dataset.
 
     ``fractions`` is a sequence (names default to train/val or train/val/test) or a mapping

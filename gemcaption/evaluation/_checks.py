@@ -1,4 +1,5 @@
 """Input checks shared by the evaluation modules."""
+
 from collections.abc import Sized
 
 from ..errors import EvaluationError

@@ -6,6 +6,7 @@ accents kept), so no nltk data is downloaded. BLEU is nltk's ``corpus_bleu`` wit
 usual convention for published corpus-level figures: if a hypothesis corpus has no matching n-gram of
 some order, BLEU at that order and above is 0.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -81,8 +82,9 @@ def _row_cosines(vectorizer, left: Sequence[str], right: Sequence[str]) -> np.nd
     return np.asarray(a.multiply(b).sum(axis=1)).ravel()
 
 
-def pairwise_tfidf_cosine(references: Sequence[str], hypotheses: Sequence[str],
-                          corpus: Sequence[str] | None = None) -> np.ndarray:
+def pairwise_tfidf_cosine(
+    references: Sequence[str], hypotheses: Sequence[str], corpus: Sequence[str] | None = None
+) -> np.ndarray:
     """TF-IDF cosine of each (reference, hypothesis) pair: one value per pair, in [0, 1].
 
     ``references[i]`` and ``hypotheses[i]`` are single texts. The inverse document frequencies come
@@ -130,12 +132,15 @@ def wordnet_available() -> bool:
     return False
 
 
-METEOR_UNAVAILABLE = ("METEOR not computed: nltk WordNet data is not installed locally "
-                      "(nltk.data.find('corpora/wordnet') failed; nothing is downloaded)")
+METEOR_UNAVAILABLE = (
+    "METEOR not computed: nltk WordNet data is not installed locally "
+    "(nltk.data.find('corpora/wordnet') failed; nothing is downloaded)"
+)
 
 
-def meteor(references: Sequence[Sequence[str]], hypotheses: Sequence[str],
-           wordnet: Any = None) -> tuple[float | None, str]:
+def meteor(
+    references: Sequence[Sequence[str]], hypotheses: Sequence[str], wordnet: Any = None
+) -> tuple[float | None, str]:
     """Mean nltk METEOR over images, or ``None`` when WordNet is not available locally.
 
     Returns ``(score or None, note)``. ``wordnet`` may be given (an object with nltk's WordNet reader
@@ -150,8 +155,10 @@ def meteor(references: Sequence[Sequence[str]], hypotheses: Sequence[str],
         wordnet = nltk.corpus.wordnet
     from nltk.translate.meteor_score import meteor_score
 
-    scores = [meteor_score([tokenize(r) for r in refs], tokenize(hyp), wordnet=wordnet)
-              for refs, hyp in zip(references, hypotheses)]
+    scores = [
+        meteor_score([tokenize(r) for r in refs], tokenize(hyp), wordnet=wordnet)
+        for refs, hyp in zip(references, hypotheses)
+    ]
     return float(np.mean(scores)), "METEOR: nltk meteor_score on gemcaption.text.tokenize tokens, mean over images"
 
 

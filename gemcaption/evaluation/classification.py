@@ -1,4 +1,5 @@
 """Classification metrics, a plain-text report, and a confusion-matrix PNG (:mod:`gemcaption.plotting`)."""
+
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
@@ -18,8 +19,9 @@ def _plain(value):
     return value.item() if isinstance(value, np.generic) else value
 
 
-def classification_metrics(y_true: Sequence[Hashable], y_pred: Sequence[Hashable],
-                           labels: Sequence[Hashable] | None = None) -> dict:
+def classification_metrics(
+    y_true: Sequence[Hashable], y_pred: Sequence[Hashable], labels: Sequence[Hashable] | None = None
+) -> dict:
     """Accuracy, macro precision/recall/F1, weighted F1, per-class figures and the confusion matrix.
 
     Also ``chance_accuracy`` (1 / number of labels) and ``majority_accuracy`` (share of the commonest
@@ -50,7 +52,8 @@ def classification_metrics(y_true: Sequence[Hashable], y_pred: Sequence[Hashable
     p = np.array([index[y] for y in y_pred])
     positions = list(range(len(labels)))
     precision, recall, f1, support = precision_recall_fscore_support(
-        t, p, labels=positions, average=None, zero_division=0)
+        t, p, labels=positions, average=None, zero_division=0
+    )
     return {
         "accuracy": float(np.mean(t == p)),
         "macro_precision": float(np.mean(precision)),
@@ -76,23 +79,29 @@ def format_report(metrics: dict, digits: int = 3) -> str:
     head = f"{'':<{width}}  {'precision':>9}  {'recall':>9}  {'f1':>9}  {'support':>7}"
     lines = [head, ""]
     for r in rows:
-        lines.append(f"{str(r['label']):<{width}}  {r['precision']:>9.{digits}f}  {r['recall']:>9.{digits}f}"
-                     f"  {r['f1']:>9.{digits}f}  {r['support']:>7d}")
+        lines.append(
+            f"{str(r['label']):<{width}}  {r['precision']:>9.{digits}f}  {r['recall']:>9.{digits}f}"
+            f"  {r['f1']:>9.{digits}f}  {r['support']:>7d}"
+        )
     total = metrics["n_samples"]
-    lines += ["",
-              f"{'accuracy':<{width}}  {'':>9}  {'':>9}  {metrics['accuracy']:>9.{digits}f}  {total:>7d}",
-              f"{'macro avg':<{width}}  {metrics['macro_precision']:>9.{digits}f}"
-              f"  {metrics['macro_recall']:>9.{digits}f}  {metrics['macro_f1']:>9.{digits}f}  {total:>7d}",
-              f"{'weighted avg':<{width}}  {'':>9}  {'':>9}  {metrics['weighted_f1']:>9.{digits}f}  {total:>7d}"]
+    lines += [
+        "",
+        f"{'accuracy':<{width}}  {'':>9}  {'':>9}  {metrics['accuracy']:>9.{digits}f}  {total:>7d}",
+        f"{'macro avg':<{width}}  {metrics['macro_precision']:>9.{digits}f}"
+        f"  {metrics['macro_recall']:>9.{digits}f}  {metrics['macro_f1']:>9.{digits}f}  {total:>7d}",
+        f"{'weighted avg':<{width}}  {'':>9}  {'':>9}  {metrics['weighted_f1']:>9.{digits}f}  {total:>7d}",
+    ]
     if "chance_accuracy" in metrics:
-        lines.append(f"(chance accuracy {metrics['chance_accuracy']:.{digits}f} uniform, "
-                     f"{metrics['majority_accuracy']:.{digits}f} majority class)")
+        lines.append(
+            f"(chance accuracy {metrics['chance_accuracy']:.{digits}f} uniform, "
+            f"{metrics['majority_accuracy']:.{digits}f} majority class)"
+        )
     return "\n".join(lines)
 
 
-def save_confusion_matrix_png(matrix: ArrayLike, labels: Sequence[Hashable],
-                              path: PathLike, normalize: bool = True,
-                              title: str | None = None) -> Path:
+def save_confusion_matrix_png(
+    matrix: ArrayLike, labels: Sequence[Hashable], path: PathLike, normalize: bool = True, title: str | None = None
+) -> Path:
     """Write the confusion matrix (rows = true) as a PNG; with ``normalize`` each row sums to 1.
 
     The figure grows with the number of classes and the fonts shrink, so 68 classes stay readable;
@@ -123,7 +132,14 @@ def save_confusion_matrix_png(matrix: ArrayLike, labels: Sequence[Hashable],
         for i in range(n):
             for j in range(n):
                 text = f"{grid[i, j]:.2f}" if normalize else f"{int(grid[i, j])}"
-                axes.text(j, i, text, ha="center", va="center", fontsize=font - 1,
-                          color="white" if grid[i, j] > threshold else "black")
+                axes.text(
+                    j,
+                    i,
+                    text,
+                    ha="center",
+                    va="center",
+                    fontsize=font - 1,
+                    color="white" if grid[i, j] > threshold else "black",
+                )
     figure.tight_layout()
     return save_png(figure, path)

@@ -16,6 +16,7 @@ dataset's ``train`` split reference captions, or, when there is none, on the eva
 references (said in ``embedder_fitted_on``). Every ranking figure has its chance level beside it
 (``<name>_chance``): the expectation under a uniformly random ranking.
 """
+
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
@@ -38,8 +39,12 @@ def _prefixed(prefix: str, metrics: dict, keys) -> dict:
     return out
 
 
-def retrieval_figures(generated: Sequence[str], references: Sequence[Sequence[str]] | None = None,
-                      labels: Sequence[Hashable | None] | None = None, embedder: Any = None) -> dict:
+def retrieval_figures(
+    generated: Sequence[str],
+    references: Sequence[Sequence[str]] | None = None,
+    labels: Sequence[Hashable | None] | None = None,
+    embedder: Any = None,
+) -> dict:
     """``i2t_*``, ``t2i_*`` (when ``references``) and ``cat_*`` (when ``labels``) for one split.
 
     ``generated[i]`` is image i's generated caption, ``references[i]`` its reference captions,
@@ -83,8 +88,14 @@ def _embedder_texts(dataset, split: str, references, generated) -> tuple[list[st
     return list(generated), f"{split} generated"
 
 
-def evaluate_split(captioner: Any, dataset: Dataset, split: str = "test", beam_width: int = 1, embedder: Any = None,
-                   progress: bool = True) -> dict:
+def evaluate_split(
+    captioner: Any,
+    dataset: Dataset,
+    split: str = "test",
+    beam_width: int = 1,
+    embedder: Any = None,
+    progress: bool = True,
+) -> dict:
     """Captioning and retrieval figures of ``captioner`` on ``dataset.split(split)`` (module doc)."""
     if split not in set(dataset.splits):
         raise DatasetError(f"dataset {dataset.name!r} has no split {split!r} (splits: {sorted(dataset.splits)})")

@@ -12,6 +12,7 @@ Conventions (also written down in docs/evaluation.md):
   each query, averaged over the evaluated queries (see :func:`chance_levels_one_query`); the chance
   median rank is the median of the pooled first-rank distribution (see :func:`_chance_median_rank`).
 """
+
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
@@ -42,8 +43,9 @@ def same_item_relevance(query_ids: Sequence[Hashable], gallery_ids: Sequence[Has
     return q[:, None] == g[None, :]
 
 
-def same_label_relevance(query_labels: Sequence[Hashable], gallery_labels: Sequence[Hashable],
-                         exclude_self: bool = True) -> np.ndarray:
+def same_label_relevance(
+    query_labels: Sequence[Hashable], gallery_labels: Sequence[Hashable], exclude_self: bool = True
+) -> np.ndarray:
     """(Q, G) relevance: same label. With ``exclude_self`` (leave-one-out) query i *is* gallery item i.
 
     With ``exclude_self=True`` the query and gallery lists must be the same items in the same order;
@@ -54,14 +56,17 @@ def same_label_relevance(query_labels: Sequence[Hashable], gallery_labels: Seque
     if not exclude_self:
         return relevant
     if len(query_labels) != len(gallery_labels):
-        raise EvaluationError("exclude_self needs the queries to be the gallery: "
-                              f"{len(query_labels)} queries vs {len(gallery_labels)} gallery items")
+        raise EvaluationError(
+            "exclude_self needs the queries to be the gallery: "
+            f"{len(query_labels)} queries vs {len(gallery_labels)} gallery items"
+        )
     mask = np.eye(len(query_labels), dtype=bool)
     return np.ma.MaskedArray(relevant & ~mask, mask=mask)
 
 
-def aggregate_max(scores: np.ndarray, gallery_item_ids: Sequence[Hashable],
-                  return_items: bool = False) -> np.ndarray | tuple[np.ndarray, list]:
+def aggregate_max(
+    scores: np.ndarray, gallery_item_ids: Sequence[Hashable], return_items: bool = False
+) -> np.ndarray | tuple[np.ndarray, list]:
     """Collapse several gallery vectors per item into one column: score of an item = max over its vectors.
 
     ``gallery_item_ids[g]`` names the item of column g (e.g. the image of each of 5 reference captions).
@@ -120,8 +125,9 @@ def _first_rank_survival(n: int, n_rel: int) -> np.ndarray:
     return np.concatenate(([1.0], np.cumprod(ratios)))
 
 
-def chance_levels_one_query(n: int, n_rel: int, ks: Sequence[int] = DEFAULT_KS,
-                            precision_ks: Sequence[int] = DEFAULT_PRECISION_KS) -> dict:
+def chance_levels_one_query(
+    n: int, n_rel: int, ks: Sequence[int] = DEFAULT_KS, precision_ks: Sequence[int] = DEFAULT_PRECISION_KS
+) -> dict:
     """Exact expected metrics for one query whose ``n_rel`` relevant items sit among ``n`` ranked items,
     under a uniformly random ranking.
 
@@ -169,8 +175,9 @@ def _chance_median_rank(pairs: np.ndarray, counts: np.ndarray) -> float:
 
 def _chance_levels(n_ranked: np.ndarray, n_relevant: np.ndarray, ks, precision_ks) -> dict:
     """Mean over queries of the per-query chance levels; ``medr`` from :func:`_chance_median_rank`."""
-    pairs, inverse, counts = np.unique(np.stack([n_ranked, n_relevant], axis=1), axis=0,
-                                       return_inverse=True, return_counts=True)
+    pairs, inverse, counts = np.unique(
+        np.stack([n_ranked, n_relevant], axis=1), axis=0, return_inverse=True, return_counts=True
+    )
     per_pair = [chance_levels_one_query(int(n), int(r), ks, precision_ks) for n, r in pairs]
     out = {}
     for key in per_pair[0]:
@@ -191,9 +198,15 @@ def _rank_chunk(scores: np.ndarray, relevant: np.ndarray, exclude: np.ndarray | 
     return np.take_along_axis(relevant & ~exclude, order, axis=1)
 
 
-def retrieval_metrics(scores: np.ndarray, relevant: np.ndarray, ks: Sequence[int] = DEFAULT_KS,
-                      precision_ks: Sequence[int] = DEFAULT_PRECISION_KS, exclude: np.ndarray | None = None,
-                      chunk_size: int = 512, progress: bool = False) -> dict:
+def retrieval_metrics(
+    scores: np.ndarray,
+    relevant: np.ndarray,
+    ks: Sequence[int] = DEFAULT_KS,
+    precision_ks: Sequence[int] = DEFAULT_PRECISION_KS,
+    exclude: np.ndarray | None = None,
+    chunk_size: int = 512,
+    progress: bool = False,
+) -> dict:
     """R@k, mAP, MRR, median rank and precision@k of a (Q, G) score matrix, with chance levels.
 
     ``relevant`` is a (Q, G) boolean matrix (or a ``numpy.ma.MaskedArray`` whose masked entries are
@@ -219,6 +232,7 @@ def retrieval_metrics(scores: np.ndarray, relevant: np.ndarray, ks: Sequence[int
     starts = range(0, n_queries, max(1, int(chunk_size)))
     if progress:
         from tqdm.auto import tqdm
+
         starts = tqdm(starts, desc="ranking", unit="chunk")
     for start in starts:
         rows = slice(start, start + max(1, int(chunk_size)))
@@ -250,8 +264,13 @@ def retrieval_metrics(scores: np.ndarray, relevant: np.ndarray, ks: Sequence[int
     return out
 
 
-def category_retrieval_metrics(scores: np.ndarray, labels: Sequence[Hashable], ks: Sequence[int] = DEFAULT_KS,
-                               precision_ks: Sequence[int] = DEFAULT_PRECISION_KS, **kwargs: Any) -> dict:
+def category_retrieval_metrics(
+    scores: np.ndarray,
+    labels: Sequence[Hashable],
+    ks: Sequence[int] = DEFAULT_KS,
+    precision_ks: Sequence[int] = DEFAULT_PRECISION_KS,
+    **kwargs: Any,
+) -> dict:
     """Leave-one-out category retrieval: every item queries all the others; relevant = same label.
 
     ``scores`` is the (N, N) similarity of the items to each other (diagonal ignored).
@@ -273,8 +292,13 @@ def format_retrieval_table(metrics: dict, title: str | None = None) -> str:
     lines = [title] if title else []
     lines.append(f"{'metric':<{width}}  {'value':>9}  {'chance':>9}")
     for k in keys:
-        lines.append(f"{names[k]:<{width}}  {metrics[k]:>9.4f}  {metrics['chance_' + k]:>9.4f}"
-                     if k != "medr" else f"{names[k]:<{width}}  {metrics[k]:>9.1f}  {metrics['chance_' + k]:>9.1f}")
-    lines.append(f"({metrics['n_queries']} queries, {metrics['n_skipped']} skipped without a relevant item, "
-                 f"gallery of {metrics['gallery_size']})")
+        lines.append(
+            f"{names[k]:<{width}}  {metrics[k]:>9.4f}  {metrics['chance_' + k]:>9.4f}"
+            if k != "medr"
+            else f"{names[k]:<{width}}  {metrics[k]:>9.1f}  {metrics['chance_' + k]:>9.1f}"
+        )
+    lines.append(
+        f"({metrics['n_queries']} queries, {metrics['n_skipped']} skipped without a relevant item, "
+        f"gallery of {metrics['gallery_size']})"
+    )
     return "\n".join(lines)

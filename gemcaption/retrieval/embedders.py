@@ -20,6 +20,7 @@ An embedder directory holds ``manifest.json`` (format ``gemcaption-embedder``, v
 arrays, written atomically by ``save``. Directories of the previous release (``embedder.json``,
 format version 1) still load.
 """
+
 from __future__ import annotations
 
 import math
@@ -62,7 +63,7 @@ def word_ngrams(text: str, ngram_max: int = 1) -> list[str]:
     tokens = tokenize(text)
     terms = list(tokens)
     for n in range(2, ngram_max + 1):
-        terms.extend(" ".join(tokens[i:i + n]) for i in range(len(tokens) - n + 1))
+        terms.extend(" ".join(tokens[i : i + n]) for i in range(len(tokens) - n + 1))
     return terms
 
 
@@ -123,9 +124,15 @@ class TfidfSvdEmbedder:
 
     def get_config(self) -> dict:
         """JSON-able settings identifying this embedder."""
-        return {"kind": self.kind, "dim": self.dim, "requested_dim": self.requested_dim,
-                "ngram_max": self.ngram_max, "min_df": self.min_df, "seed": self.seed,
-                "n_terms": len(self.vocabulary)}
+        return {
+            "kind": self.kind,
+            "dim": self.dim,
+            "requested_dim": self.requested_dim,
+            "ngram_max": self.ngram_max,
+            "min_df": self.min_df,
+            "seed": self.seed,
+            "n_terms": len(self.vocabulary),
+        }
 
     config = get_config  # the name it had
 
@@ -140,8 +147,14 @@ class TfidfSvdEmbedder:
         texts = _as_text_list(texts)
         if not any(tokenize(t) for t in texts):
             raise GemcaptionError("cannot fit a caption embedder: no words in the training captions")
-        vectorizer = TfidfVectorizer(analyzer=self._analyze, min_df=self.min_df if len(texts) > 1 else 1,
-                                     sublinear_tf=True, smooth_idf=True, norm="l2", dtype=np.float32)
+        vectorizer = TfidfVectorizer(
+            analyzer=self._analyze,
+            min_df=self.min_df if len(texts) > 1 else 1,
+            sublinear_tf=True,
+            smooth_idf=True,
+            norm="l2",
+            dtype=np.float32,
+        )
         matrix = vectorizer.fit_transform(texts)
         self.vocabulary = {term: int(i) for term, i in vectorizer.vocabulary_.items()}
         self.idf = vectorizer.idf_.astype(np.float32)
@@ -149,8 +162,9 @@ class TfidfSvdEmbedder:
         if n_terms <= self.requested_dim:
             self.components = None
         else:
-            svd = TruncatedSVD(n_components=self.requested_dim, algorithm="randomized",
-                               n_iter=SVD_ITERATIONS, random_state=self.seed)
+            svd = TruncatedSVD(
+                n_components=self.requested_dim, algorithm="randomized", n_iter=SVD_ITERATIONS, random_state=self.seed
+            )
             svd.fit(matrix)
             self.components = svd.components_.astype(np.float32)
         return self
@@ -174,8 +188,9 @@ class TfidfSvdEmbedder:
             rows.extend([row] * len(columns))
             cols.extend(columns.tolist())
             vals.extend(weights.tolist())
-        return sparse.csr_matrix((np.asarray(vals, np.float32), (rows, cols)),
-                                 shape=(len(texts), len(self.vocabulary)), dtype=np.float32)
+        return sparse.csr_matrix(
+            (np.asarray(vals, np.float32), (rows, cols)), shape=(len(texts), len(self.vocabulary)), dtype=np.float32
+        )
 
     def transform(self, texts) -> np.ndarray:
         """Embeddings of ``texts``: float32 ``(len(texts), dim)``, L2-normalised rows."""
@@ -199,8 +214,12 @@ class TfidfSvdEmbedder:
     @classmethod
     def from_files(cls, directory: Path, config: dict, terms: list[str] | None = None) -> TfidfSvdEmbedder:
         """Rebuild from ``config`` and the arrays of ``directory``; ``terms`` default to ``terms.json``."""
-        embedder = cls(dim=config["requested_dim"], ngram_max=config["ngram_max"],
-                       min_df=config["min_df"], seed=config.get("seed", 0))
+        embedder = cls(
+            dim=config["requested_dim"],
+            ngram_max=config["ngram_max"],
+            min_df=config["min_df"],
+            seed=config.get("seed", 0),
+        )
         terms = read_json(directory / TERMS_FILE) if terms is None else terms
         embedder.vocabulary = {str(term): i for i, term in enumerate(terms)}
         embedder.idf = _load_array(directory / "idf.npy").astype(np.float32)
@@ -237,8 +256,13 @@ class MeanTokenEmbedder:
 
     def get_config(self) -> dict:
         """JSON-able settings identifying this embedder."""
-        return {"kind": self.kind, "dim": self.dim, "n_terms": len(self.words), "center": self.center,
-                "fitted": self.fitted}
+        return {
+            "kind": self.kind,
+            "dim": self.dim,
+            "n_terms": len(self.words),
+            "center": self.center,
+            "fitted": self.fitted,
+        }
 
     config = get_config  # the name it had
 
@@ -313,8 +337,7 @@ def build_embedder(kind: str = "tfidf_svd", **settings):
 
 def save_embedder(embedder, directory) -> Path:
     """``embedder``'s files and manifest written atomically to ``directory`` (what ``save`` does)."""
-    return save_directory(directory, FORMAT, FORMAT_VERSION, embedder.kind, embedder.get_config(),
-                          embedder.write_files)
+    return save_directory(directory, FORMAT, FORMAT_VERSION, embedder.kind, embedder.get_config(), embedder.write_files)
 
 
 def write_embedder(embedder, directory) -> Path:

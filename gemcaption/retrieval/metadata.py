@@ -4,6 +4,7 @@ Tables: ``items`` (id, image path, content hash, generated caption, reference ca
 list, label) and ``settings`` (key -> JSON value): ``next_id`` and, in indexes of format version 1
 only, the retriever settings (version 2 keeps those in the index's ``manifest.json``).
 """
+
 from __future__ import annotations
 
 import json
@@ -67,11 +68,23 @@ class MetadataStore:
             connection.executescript(SCHEMA)
             connection.executemany(
                 "INSERT INTO items VALUES (?, ?, ?, ?, ?, ?)",
-                ((r.id, r.image, r.content_hash, r.caption, json.dumps(list(r.references), ensure_ascii=False),
-                  r.label) for r in self.records.values()))
+                (
+                    (
+                        r.id,
+                        r.image,
+                        r.content_hash,
+                        r.caption,
+                        json.dumps(list(r.references), ensure_ascii=False),
+                        r.label,
+                    )
+                    for r in self.records.values()
+                ),
+            )
             settings = {**(settings or {}), "next_id": self.next_id}
-            connection.executemany("INSERT INTO settings VALUES (?, ?)",
-                                   ((k, json.dumps(v, ensure_ascii=False)) for k, v in settings.items()))
+            connection.executemany(
+                "INSERT INTO settings VALUES (?, ?)",
+                ((k, json.dumps(v, ensure_ascii=False)) for k, v in settings.items()),
+            )
             connection.commit()
         finally:
             connection.close()
@@ -84,8 +97,9 @@ class MetadataStore:
         connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         try:
             store = cls()
-            for row in connection.execute("SELECT id, image, content_hash, caption, reference_captions, label "
-                                          "FROM items ORDER BY id"):
+            for row in connection.execute(
+                "SELECT id, image, content_hash, caption, reference_captions, label FROM items ORDER BY id"
+            ):
                 store.add(Record(row[0], row[1], row[2], row[3], tuple(json.loads(row[4])), row[5]))
             settings = {k: json.loads(v) for k, v in connection.execute("SELECT key, value FROM settings")}
         except sqlite3.DatabaseError as exc:

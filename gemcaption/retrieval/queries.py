@@ -12,6 +12,7 @@ The rule used by ``Retriever.search``:
 
 Use ``search_text`` / ``search_image`` to say which one explicitly.
 """
+
 from __future__ import annotations
 
 import os

@@ -26,6 +26,7 @@ Saved index directory (format ``gemcaption-index`` version 2, written atomically
 Indexes of the previous release (format version 1: settings in SQLite's ``settings`` table and an
 ``index.json``, no manifest) still load.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -99,10 +100,21 @@ class Retriever:
     or a FAISS factory string (see :mod:`gemcaption.retrieval.vector_index`).
     """
 
-    def __init__(self, captioner=None, embedder=None, *, model_dir=None, index_factory: str = "auto",
-                 search_params: str = "", beam_width: int | None = None, use_references: bool = True,
-                 hybrid_weight: float = 0.0, batch_size: int = 32, progress: bool = True,
-                 sampler: str | Sampler | dict | None = None):
+    def __init__(
+        self,
+        captioner=None,
+        embedder=None,
+        *,
+        model_dir=None,
+        index_factory: str = "auto",
+        search_params: str = "",
+        beam_width: int | None = None,
+        use_references: bool = True,
+        hybrid_weight: float = 0.0,
+        batch_size: int = 32,
+        progress: bool = True,
+        sampler: str | Sampler | dict | None = None,
+    ):
         if not 0.0 <= hybrid_weight < 1.0:
             raise ConfigError("hybrid_weight must be in [0, 1)")
         if batch_size < 1:
@@ -234,7 +246,7 @@ class Retriever:
         captions: list[str | None] = []
         steps = range(0, len(sources), self.batch_size)
         for start in tqdm(steps, desc="Captioning", unit="batch", disable=not self.progress or len(steps) < 2):
-            batch = sources[start:start + self.batch_size]
+            batch = sources[start : start + self.batch_size]
             try:
                 out = list(self.captioner.caption(batch, sampler=self.sampler))
             except ImageError:
@@ -307,8 +319,7 @@ class Retriever:
                     raise ImageError(f"{_source_name(source)}: not a readable image")
             visual = None
             if self.hybrid_weight and self.visual is not None and self.visual_mean is not None and len(self.visual):
-                visual = l2_normalize(np.asarray(self.captioner.image_features(sources), np.float32)
-                                      - self.visual_mean)
+                visual = l2_normalize(np.asarray(self.captioner.image_features(sources), np.float32) - self.visual_mean)
             results = self._search_vectors(self.embedder.transform(captions), k, visual)
         return results[0] if single else results
 
@@ -347,13 +358,18 @@ class Retriever:
     def get_config(self) -> dict:
         """JSON-able settings saved with the index: the retriever's settings, the embedder's, the
         captioner reference and the vector index state."""
-        return {"index_factory": self.index_factory, "search_params": self.search_params,
-                "beam_width": self.beam_width, "sampler": serialize_sampler(self.sampler),
-                "use_references": self.use_references,
-                "hybrid_weight": self.hybrid_weight, "batch_size": self.batch_size,
-                "embedder": self.embedder.get_config(),
-                "captioner": {"model_dir": self.model_dir, "config": _captioner_description(self.model_dir)},
-                "vector_index": self.index.get_config() if self.index is not None else None}
+        return {
+            "index_factory": self.index_factory,
+            "search_params": self.search_params,
+            "beam_width": self.beam_width,
+            "sampler": serialize_sampler(self.sampler),
+            "use_references": self.use_references,
+            "hybrid_weight": self.hybrid_weight,
+            "batch_size": self.batch_size,
+            "embedder": self.embedder.get_config(),
+            "captioner": {"model_dir": self.model_dir, "config": _captioner_description(self.model_dir)},
+            "vector_index": self.index.get_config() if self.index is not None else None,
+        }
 
     settings = get_config  # the name it had
     format_version = FORMAT_VERSION  # of the directory this retriever was loaded from (set by load and save)
@@ -361,6 +377,7 @@ class Retriever:
     def save(self, directory) -> Path:
         """Write the index to ``directory`` atomically (a crash mid-save keeps the old one); the
         layout is in the module doc."""
+
         def write(staged: Path) -> None:
             self.metadata.write(staged / METADATA_FILE)
             if self.embedder.fitted:
@@ -391,12 +408,19 @@ class Retriever:
             version = LEGACY_FORMAT_VERSION
         embedder = load_embedder(directory / "embedder") if (directory / "embedder").is_dir() else None
         try:
-            self = cls(captioner, embedder, model_dir=model_dir or config["captioner"]["model_dir"],
-                       index_factory=config["index_factory"], search_params=config["search_params"],
-                       sampler=config.get("sampler"),  # older indexes only have beam_width
-                       beam_width=None if config.get("sampler") else config["beam_width"],
-                       use_references=config["use_references"],
-                       hybrid_weight=config["hybrid_weight"], batch_size=config["batch_size"], progress=progress)
+            self = cls(
+                captioner,
+                embedder,
+                model_dir=model_dir or config["captioner"]["model_dir"],
+                index_factory=config["index_factory"],
+                search_params=config["search_params"],
+                sampler=config.get("sampler"),  # older indexes only have beam_width
+                beam_width=None if config.get("sampler") else config["beam_width"],
+                use_references=config["use_references"],
+                hybrid_weight=config["hybrid_weight"],
+                batch_size=config["batch_size"],
+                progress=progress,
+            )
         except (KeyError, TypeError) as exc:
             raise ModelError(f"damaged: {directory} (index settings lack {exc})") from None
         self.metadata, self.format_version = metadata, version  # the version read, until saved again
@@ -437,7 +461,9 @@ def _read_legacy_settings(directory: Path) -> tuple[MetadataStore, dict]:
         raise ModelError(f"{directory}: not a gemcaption index")
     version = settings.get("format_version")
     if version != LEGACY_FORMAT_VERSION:
-        raise ModelError(f"{directory}: {FORMAT} format version {version!r} without a manifest.json is not "
-                         f"supported (this gemcaption reads version {LEGACY_FORMAT_VERSION} so, "
-                         f"{FORMAT_VERSION} with a manifest)")
+        raise ModelError(
+            f"{directory}: {FORMAT} format version {version!r} without a manifest.json is not "
+            f"supported (this gemcaption reads version {LEGACY_FORMAT_VERSION} so, "
+            f"{FORMAT_VERSION} with a manifest)"
+        )
     return metadata, settings

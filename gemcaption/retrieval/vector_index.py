@@ -30,6 +30,7 @@ most ``TRAIN_POINTS_PER_LIST * nlist`` vectors (a seeded sample). Indexes that c
 hide removed ids and are rebuilt from the kept vectors when more than a quarter of their entries
 are removed.
 """
+
 from __future__ import annotations
 
 import math
@@ -99,7 +100,7 @@ def _tunable(index) -> tuple[str, list[int]] | None:
 
     try:
         nlist = faiss.extract_index_ivf(index).nlist
-        return "nprobe", [2 ** i for i in range(int(math.log2(nlist)) + 1)] + ([nlist] if nlist & (nlist - 1) else [])
+        return "nprobe", [2**i for i in range(int(math.log2(nlist)) + 1)] + ([nlist] if nlist & (nlist - 1) else [])
     except RuntimeError:
         pass
     inner = faiss.downcast_index(index.index) if hasattr(index, "id_map") else index
@@ -113,17 +114,18 @@ def exact_neighbours(queries: np.ndarray, vectors: np.ndarray, k: int, exclude_r
     ``exclude_rows[i]`` (optional) is left out of query i's answer."""
     top = np.empty((len(queries), k), np.int64)
     for start in range(0, len(queries), 16):
-        scores = queries[start:start + 16] @ vectors.T
+        scores = queries[start : start + 16] @ vectors.T
         if exclude_rows is not None:
-            scores[np.arange(len(scores)), exclude_rows[start:start + 16]] = -np.inf
+            scores[np.arange(len(scores)), exclude_rows[start : start + 16]] = -np.inf
         part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
         order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
-        top[start:start + 16] = np.take_along_axis(part, order, axis=1)
+        top[start : start + 16] = np.take_along_axis(part, order, axis=1)
     return top
 
 
-def tune_search_params(index, queries: np.ndarray, vectors: np.ndarray, ids: np.ndarray,
-                       target: float | None = None, k: int = 10) -> str:
+def tune_search_params(
+    index, queries: np.ndarray, vectors: np.ndarray, ids: np.ndarray, target: float | None = None, k: int = 10
+) -> str:
     """The cheapest ``nprobe=``/``efSearch=`` setting of ``index`` (holding ``vectors`` under ``ids``)
     whose recall@k for ``queries`` (not in the index) reaches ``target`` (default ``TARGET_RECALL``)
     with margin: mean minus two standard errors; the largest tried if none does; "" for exact indexes."""
@@ -212,8 +214,7 @@ class VectorTable:
 class VectorIndex:
     """A :class:`VectorTable` plus a FAISS inner-product index over it (see the module doc)."""
 
-    def __init__(self, dim: int, factory: str = "auto", search_params: str = "",
-                 memory_budget: int | None = None):
+    def __init__(self, dim: int, factory: str = "auto", search_params: str = "", memory_budget: int | None = None):
         self.dim = int(dim)
         self.factory_setting = factory
         self.search_params_setting = search_params
@@ -251,8 +252,10 @@ class VectorIndex:
             try:
                 index.train(self._training_sample(index))
             except RuntimeError as exc:
-                raise GemcaptionError(f"cannot train FAISS index {factory!r} on {len(self.table)} vectors: "
-                                      f"{str(exc).splitlines()[-1] if str(exc) else exc}") from exc
+                raise GemcaptionError(
+                    f"cannot train FAISS index {factory!r} on {len(self.table)} vectors: "
+                    f"{str(exc).splitlines()[-1] if str(exc) else exc}"
+                ) from exc
         if "RFlat" in factory and "k_factor" not in params:
             params = ",".join(p for p in (params, f"k_factor={REFINE_K_FACTOR}") if p)
         apply_search_params(index, params)
@@ -321,17 +324,22 @@ class VectorIndex:
         scores, found = self.faiss_index.search(queries, fetch)
         results = []
         for row_scores, row_ids in zip(scores, found):
-            hits = [(int(i), float(s)) for i, s in zip(row_ids, row_scores)
-                    if i >= 0 and int(i) not in self.hidden]
+            hits = [(int(i), float(s)) for i, s in zip(row_ids, row_scores) if i >= 0 and int(i) not in self.hidden]
             results.append(hits[:k])
         return results
 
     def get_config(self) -> dict:
         """JSON-able settings and state saved beside the arrays (in the index manifest)."""
-        return {"dim": self.dim, "factory_setting": self.factory_setting, "factory": self.factory,
-                "search_params_setting": self.search_params_setting,
-                "search_params": self.search_params, "memory_budget": self.memory_budget,
-                "hidden": sorted(self.hidden), "has_faiss_index": self.faiss_index is not None}
+        return {
+            "dim": self.dim,
+            "factory_setting": self.factory_setting,
+            "factory": self.factory,
+            "search_params_setting": self.search_params_setting,
+            "search_params": self.search_params,
+            "memory_budget": self.memory_budget,
+            "hidden": sorted(self.hidden),
+            "has_faiss_index": self.faiss_index is not None,
+        }
 
     def save(self, directory) -> dict:
         """Write ``index.faiss`` (faiss.write_index) and the vectors into ``directory``; returns
@@ -353,8 +361,12 @@ class VectorIndex:
         directory = Path(directory)
         settings = config if config is not None else read_json(directory / LEGACY_SETTINGS_FILE)
         try:
-            index = cls(settings["dim"], settings["factory_setting"], settings["search_params_setting"],
-                        settings.get("memory_budget"))
+            index = cls(
+                settings["dim"],
+                settings["factory_setting"],
+                settings["search_params_setting"],
+                settings.get("memory_budget"),
+            )
             index.factory, index.search_params = settings["factory"], settings["search_params"]
         except (KeyError, TypeError) as exc:
             raise ModelError(f"damaged: {directory} (vector index settings lack {exc})") from None

@@ -17,6 +17,7 @@ Every error answers JSON ``{"error": ...}``. Uploads larger than ``max_upload_by
 unreadable images a 400; uploads are decoded with Pillow only (nothing a user sends is ever
 unpickled) and are not written to disk.
 """
+
 from .app import DEFAULT_K, MAX_K, MAX_UPLOAD_BYTES, create_app
 
 __all__ = ["create_app", "DEFAULT_K", "MAX_K", "MAX_UPLOAD_BYTES"]

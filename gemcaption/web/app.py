@@ -3,6 +3,7 @@
 Every error answers JSON ``{"error": "..."}``: a bad query or image 400, a missing item 404, an
 upload over the limit 413, an index that cannot answer 503, anything unexpected 500 (logged).
 """
+
 from __future__ import annotations
 
 import mimetypes
@@ -22,8 +23,12 @@ MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 MAX_TEXT_CHARS = 1000
 
 
-def create_app(retriever: Any, max_upload_bytes: int = MAX_UPLOAD_BYTES, default_k: int = DEFAULT_K,
-               title: str = "gemcaption search") -> Flask:
+def create_app(
+    retriever: Any,
+    max_upload_bytes: int = MAX_UPLOAD_BYTES,
+    default_k: int = DEFAULT_K,
+    title: str = "gemcaption search",
+) -> Flask:
     """A Flask app searching ``retriever`` (anything with ``search_image``, ``search_text``,
     ``get(id)`` and ``len``, e.g. :class:`gemcaption.retrieval.retriever.Retriever`).
 
@@ -40,8 +45,13 @@ def create_app(retriever: Any, max_upload_bytes: int = MAX_UPLOAD_BYTES, default
 
     @app.get("/")
     def page():
-        return render_template("index.html", title=title, indexed=len(retriever), default_k=default_k,
-                               max_upload_mb=max_upload_bytes / 1024 / 1024)
+        return render_template(
+            "index.html",
+            title=title,
+            indexed=len(retriever),
+            default_k=default_k,
+            max_upload_mb=max_upload_bytes / 1024 / 1024,
+        )
 
     @app.get("/api/info")
     def info():
@@ -183,5 +193,12 @@ def _search_by_id(retriever, item_id: int, k: int, lock):
 
 
 def _hit_json(rank: int, hit) -> dict:
-    return {"rank": rank, "id": int(hit.id), "score": round(float(hit.score), 6), "caption": hit.caption,
-            "captions": list(hit.captions), "label": hit.label, "image_url": f"/images/{int(hit.id)}"}
+    return {
+        "rank": rank,
+        "id": int(hit.id),
+        "score": round(float(hit.score), 6),
+        "caption": hit.caption,
+        "captions": list(hit.captions),
+        "label": hit.label,
+        "image_url": f"/images/{int(hit.id)}",
+    }

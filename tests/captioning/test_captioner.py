@@ -10,8 +10,17 @@ from gemcaption.captioning.captioner import Captioner
 from gemcaption.data.loaders import Sample
 from gemcaption.errors import ImageError, ModelError, UnknownNameError
 
-TINY = dict(encoder="efficientnet_lite0", image_size=64, weights="imagenet", embed_dim=32, ff_dim=32,
-            num_heads=2, seq_len=8, dropout=0.0, seed=3)
+TINY = dict(
+    encoder="efficientnet_lite0",
+    image_size=64,
+    weights="imagenet",
+    embed_dim=32,
+    ff_dim=32,
+    num_heads=2,
+    seq_len=8,
+    dropout=0.0,
+    seed=3,
+)
 
 
 def samples(rows, split):
@@ -53,8 +62,14 @@ def test_save_load_round_trip_gives_identical_captions(trained, data, tmp_path):
     images = [s.image for s in data[0]]
     before = trained.caption(images, beam_width=2)
     trained.save(tmp_path / "model")
-    for name in ("decoder.keras", "encoder.weights.h5", "vocabulary.json", "manifest.json", "history.json",
-                 "training.png"):
+    for name in (
+        "decoder.keras",
+        "encoder.weights.h5",
+        "vocabulary.json",
+        "manifest.json",
+        "history.json",
+        "training.png",
+    ):
         assert (tmp_path / "model" / name).is_file(), name
     loaded = Captioner.load(tmp_path / "model", feature_cache=False)  # recompute features from pixels
     assert loaded.caption(images, beam_width=2) == before
@@ -145,8 +160,9 @@ def test_settings_are_one_config_whose_defaults_are_the_dataclasses():
     assert Captioner().config == CaptionerConfig()
     assert Captioner().config.encoder == EncoderConfig("efficientnet_lite0", 224, "imagenet")
     captioner = Captioner("lstm", encoder="b0", image_size=64, weights=None, embed_dim=16, seed=4)
-    assert captioner.config == CaptionerConfig(encoder=EncoderConfig("efficientnetb0", 64, None),
-                                               decoder=DecoderConfig("lstm", embed_dim=16), seed=4)
+    assert captioner.config == CaptionerConfig(
+        encoder=EncoderConfig("efficientnetb0", 64, None), decoder=DecoderConfig("lstm", embed_dim=16), seed=4
+    )
     base = CaptionerConfig(decoder=DecoderConfig(ff_dim=64), vocab_size=99)
     assert Captioner(config=base, ff_dim=32).config == base.replace(decoder=base.decoder.replace(ff_dim=32))
     assert Captioner(config=base.get_config()).config == base
@@ -160,8 +176,9 @@ def test_fit_settings_are_a_training_config_with_keyword_overrides(data):
     captioner = Captioner("lstm", **TINY)
     captioner.fit(train[:8], val[:4], epochs=1, batch_size=8, verbose=0)
     assert captioner.training_config == TrainingConfig(epochs=1, batch_size=8)
-    captioner.fit(train[:8], val[:4], config=TrainingConfig(epochs=1, batch_size=4, decay="constant"), patience=0,
-                  verbose=0)
+    captioner.fit(
+        train[:8], val[:4], config=TrainingConfig(epochs=1, batch_size=4, decay="constant"), patience=0, verbose=0
+    )
     assert captioner.training_config == TrainingConfig(epochs=1, batch_size=4, decay="constant", patience=0)
     assert int(captioner.decoder.optimizer.iterations) == 2  # 8 images in batches of 4
     with pytest.raises(ValueError, match="batch_size"):

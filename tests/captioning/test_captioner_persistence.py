@@ -1,5 +1,6 @@
 """Captioner directories: the version 2 layout round trip, the previous release's version 1
 layout, clear errors for other versions and damaged files, and saves that survive a kill."""
+
 import json
 from pathlib import Path
 
@@ -16,8 +17,17 @@ from gemcaption.captioning.saving import FORMAT, is_captioner_directory, saved_c
 from gemcaption.data.loaders import Sample
 from gemcaption.errors import ModelError
 
-TINY = dict(encoder="efficientnet_lite0", image_size=64, weights="imagenet", embed_dim=32, ff_dim=32,
-            num_heads=2, seq_len=8, dropout=0.0, seed=3)
+TINY = dict(
+    encoder="efficientnet_lite0",
+    image_size=64,
+    weights="imagenet",
+    embed_dim=32,
+    ff_dim=32,
+    num_heads=2,
+    seq_len=8,
+    dropout=0.0,
+    seed=3,
+)
 
 
 def write_v1_model_dir(captioner: Captioner, path: Path) -> Path:
@@ -31,14 +41,26 @@ def write_v1_model_dir(captioner: Captioner, path: Path) -> Path:
     (path / "vocabulary.json").write_text(json.dumps({"words": words}, ensure_ascii=False, indent=0), encoding="utf-8")
     decoder = captioner.config.decoder
     config = {
-        "format": "gemcaption-captioner", "format_version": 1, "decoder": decoder.kind,
-        "decoder_config": {"seq_len": decoder.seq_len, "embed_dim": decoder.embed_dim, "ff_dim": decoder.ff_dim,
-                           "num_heads": decoder.num_heads, "num_layers": decoder.num_layers,
-                           "dropout": decoder.dropout},
-        "vocab_size": captioner.config.vocab_size, "min_count": captioner.config.min_count,
+        "format": "gemcaption-captioner",
+        "format_version": 1,
+        "decoder": decoder.kind,
+        "decoder_config": {
+            "seq_len": decoder.seq_len,
+            "embed_dim": decoder.embed_dim,
+            "ff_dim": decoder.ff_dim,
+            "num_heads": decoder.num_heads,
+            "num_layers": decoder.num_layers,
+            "dropout": decoder.dropout,
+        },
+        "vocab_size": captioner.config.vocab_size,
+        "min_count": captioner.config.min_count,
         "seed": captioner.config.seed,
-        "encoder": {"name": encoder.name, "image_size": encoder.image_size, "weights_id": encoder.weights_id,
-                    "weights_source": encoder.weights_source},
+        "encoder": {
+            "name": encoder.name,
+            "image_size": encoder.image_size,
+            "weights_id": encoder.weights_id,
+            "weights_source": encoder.weights_source,
+        },
     }
     (path / "config.json").write_text(json.dumps(config, indent=2))
     if captioner.history:
@@ -77,16 +99,25 @@ def same_behaviour(images):
 
 def test_version_2_round_trip_gives_identical_captions(captioner, images, tmp_path):
     target = tmp_path / "model"
-    loaded = assert_round_trip(captioner, lambda c: c.save(target),
-                               lambda path: Captioner.load(path, feature_cache=False), same_behaviour(images))
+    loaded = assert_round_trip(
+        captioner,
+        lambda c: c.save(target),
+        lambda path: Captioner.load(path, feature_cache=False),
+        same_behaviour(images),
+    )
     assert loaded.model_dir == captioner.model_dir == str(target.absolute())
     manifest = json.loads((target / "manifest.json").read_text())
     assert (manifest["format"], manifest["format_version"], manifest["kind"]) == (FORMAT, 2, captioner.decoder_name)
     weights = manifest["config"].pop("encoder_weights")
     assert manifest["config"] == captioner.config.get_config()
     assert weights["weights_id"] == captioner.encoder.weights_id
-    assert set(manifest["files"]) == {"decoder.keras", "encoder.weights.h5", "vocabulary.json", "history.json",
-                                      "training.png"}
+    assert set(manifest["files"]) == {
+        "decoder.keras",
+        "encoder.weights.h5",
+        "vocabulary.json",
+        "history.json",
+        "training.png",
+    }
     assert saved_config(target)["config"] == captioner.config.get_config()
 
 
@@ -161,7 +192,9 @@ def toy(version):
     captioner.history = {"version": version}
     return captioner
 '''
-SAVER = TOY + '''
+SAVER = (
+    TOY
+    + """
 import sys
 
 target = sys.argv[1]
@@ -172,7 +205,8 @@ i = 1
 while True:  # ...which then falls somewhere in one of these saves (each takes about 0.3 s)
     versions[i % 2].save(target)
     i += 1
-'''
+"""
+)
 
 
 def load_toy_version(target: Path) -> int:

@@ -35,8 +35,9 @@ def test_incremental_steps_match_the_full_forward_pass(name, batch):
     full = np.asarray(decoder((features, tokens[:, :1])))[:, 0]
     state = decoder.start(features)
     for position in range(SEQ):
-        logits, state = decoder.step(ops.convert_to_tensor(tokens[:, 0, position]), state,
-                                     ops.convert_to_tensor(position))
+        logits, state = decoder.step(
+            ops.convert_to_tensor(tokens[:, 0, position]), state, ops.convert_to_tensor(position)
+        )
         np.testing.assert_allclose(np.asarray(logits), full[:, position], atol=1e-4)
 
 

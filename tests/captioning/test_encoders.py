@@ -1,4 +1,5 @@
 """Encoders: the torch-free legacy checkpoint reader, Lite0 conversion, weight resolution and reporting."""
+
 import pickle
 import struct
 from pathlib import Path
@@ -31,6 +32,7 @@ def private_cache(tmp_path, monkeypatch):
 
 # ---------------------------------------------------------------- a legacy checkpoint writer (pickle only)
 
+
 def _global(module, name):
     return b"c" + f"{module}\n{name}\n".encode()
 
@@ -60,17 +62,36 @@ def write_legacy_checkpoint(path, tensors):
     body = b"\x80\x02" + _global("collections", "OrderedDict") + b")R("
     for name, (key, storage, offset, size, stride) in tensors.items():
         storages[key] = storage
-        pid = _tuple([_str("storage"), _global("torch", STORAGE_NAMES[storage.dtype]), _str(key), _str("cpu"),
-                      _int(storage.size), b"N"])
-        args = _tuple([pid + b"Q", _int(offset), _tuple([_int(n) for n in size]), _tuple([_int(s) for s in stride]),
-                       b"\x89", _global("collections", "OrderedDict") + b")R"])
+        pid = _tuple(
+            [
+                _str("storage"),
+                _global("torch", STORAGE_NAMES[storage.dtype]),
+                _str(key),
+                _str("cpu"),
+                _int(storage.size),
+                b"N",
+            ]
+        )
+        args = _tuple(
+            [
+                pid + b"Q",
+                _int(offset),
+                _tuple([_int(n) for n in size]),
+                _tuple([_int(s) for s in stride]),
+                b"\x89",
+                _global("collections", "OrderedDict") + b")R",
+            ]
+        )
         body += _str(name) + _global("torch._utils", "_rebuild_tensor_v2") + args + b"R"
     body += b"u."
     with open(path, "wb") as f:
         pickle.dump(0x1950A86A20F9469CFC6C, f, protocol=2)
         pickle.dump(1001, f, protocol=2)
-        pickle.dump({"protocol_version": 1001, "little_endian": True,
-                     "type_sizes": {"short": 2, "int": 4, "long": 4}}, f, protocol=2)
+        pickle.dump(
+            {"protocol_version": 1001, "little_endian": True, "type_sizes": {"short": 2, "int": 4, "long": 4}},
+            f,
+            protocol=2,
+        )
         f.write(body)
         pickle.dump(list(storages), f, protocol=2)
         for storage in storages.values():
@@ -80,7 +101,7 @@ def write_legacy_checkpoint(path, tensors):
 
 def contiguous(key, array):
     """A tensor entry owning its own C-contiguous storage."""
-    strides = [int(np.prod(array.shape[i + 1:])) for i in range(array.ndim)]
+    strides = [int(np.prod(array.shape[i + 1 :])) for i in range(array.ndim)]
     return key, array.reshape(-1), 0, array.shape, strides
 
 
@@ -123,18 +144,20 @@ def lite0_state_dict(seed=0, num_classes=1000):
 
 # ---------------------------------------------------------------- an independent numpy forward pass (torch layout)
 
+
 def _same_patches(x, k, s):
     """TensorFlow "same" padding (extra pixel after), then (N, out, out, k, k, C) patches."""
     size = x.shape[1]
     out = -(-size // s)
     total = max((out - 1) * s + k - size, 0)
     x = np.pad(x, ((0, 0), (total // 2, total - total // 2), (total // 2, total - total // 2), (0, 0)))
-    rows = [[x[:, i:i + s * out:s, j:j + s * out:s] for j in range(k)] for i in range(k)]
+    rows = [[x[:, i : i + s * out : s, j : j + s * out : s] for j in range(k)] for i in range(k)]
     return np.stack([np.stack(r, axis=3) for r in rows], axis=3)
 
 
 def reference_lite0_logits(state, images):
     """Lite0 logits computed directly from a PyTorch-layout state dict (NHWC activations, OIHW kernels)."""
+
     def conv(x, w, s=1):
         return np.einsum("nyxpqi,oipq->nyxo", _same_patches(x, w.shape[2], s), w, optimize=True)
 
@@ -174,17 +197,21 @@ def synthetic_images(size, n=2):
 
 # ---------------------------------------------------------------- reader
 
+
 def test_reader_honours_dtypes_strides_offsets_and_shared_storages(tmp_path):
     kernel = np.arange(2 * 3 * 2 * 2, dtype=np.float32).reshape(2, 3, 2, 2)
     hwio = np.ascontiguousarray(kernel.transpose(2, 3, 1, 0))  # stored channels-last like the real stem
     shared = np.arange(10, dtype=np.float32)
     path = tmp_path / "tiny.pth"
-    write_legacy_checkpoint(path, {
-        "conv.weight": ("100", hwio.reshape(-1), 0, (2, 3, 2, 2), (1, 2, 12, 6)),
-        "a": ("200", shared, 0, (4,), (1,)),
-        "b": ("200", shared, 4, (2, 3), (3, 1)),
-        "bn.num_batches_tracked": ("300", np.array([42], np.int64), 0, (), ()),
-    })
+    write_legacy_checkpoint(
+        path,
+        {
+            "conv.weight": ("100", hwio.reshape(-1), 0, (2, 3, 2, 2), (1, 2, 12, 6)),
+            "a": ("200", shared, 0, (4,), (1,)),
+            "b": ("200", shared, 4, (2, 3), (3, 1)),
+            "bn.num_batches_tracked": ("300", np.array([42], np.int64), 0, (), ()),
+        },
+    )
     state = read_legacy_checkpoint(path)
     assert list(state) == ["conv.weight", "a", "b", "bn.num_batches_tracked"]
     np.testing.assert_array_equal(state["conv.weight"], kernel)
@@ -241,6 +268,7 @@ def test_reader_on_the_real_package_checkpoint():
 
 # ---------------------------------------------------------------- conversion
 
+
 @pytest.fixture(scope="module")
 def synthetic_lite0(tmp_path_factory):
     """A full-size random Lite0 checkpoint written in the legacy layout, and its state dict."""
@@ -296,6 +324,7 @@ def test_dog_class_range_is_the_imagenet_dog_breeds():
 
 
 # ---------------------------------------------------------------- weight resolution and reporting
+
 
 def test_imagenet_b0_unavailable_offline_names_the_alternatives(monkeypatch):
     import keras
@@ -376,6 +405,7 @@ def test_default_pretrained_encoder(monkeypatch, tmp_path):
 
 
 # ---------------------------------------------------------------- the Encoder object
+
 
 def test_frozen_by_default_trainable_on_request():
     assert not build_encoder("efficientnetb0", image_size=32, weights=None).model.trainable

@@ -30,8 +30,9 @@ def test_constant_decay_is_exactly_the_seeds_schedule_step_by_step(peak, warmup,
 def test_it_is_keras_cosine_decay_with_warmup():
     s = WarmupSchedule(peak_lr=2e-3, warmup_steps=10, total_steps=110, decay="cosine", min_lr=2e-4)
     assert isinstance(s, keras.optimizers.schedules.CosineDecay)
-    keras_own = keras.optimizers.schedules.CosineDecay(0.0, decay_steps=100, alpha=0.1, warmup_target=2e-3,
-                                                      warmup_steps=10)
+    keras_own = keras.optimizers.schedules.CosineDecay(
+        0.0, decay_steps=100, alpha=0.1, warmup_target=2e-3, warmup_steps=10
+    )
     for step in range(0, 130, 3):
         assert lr(s, step) == pytest.approx(lr(keras_own, step), rel=1e-6)
 
@@ -86,7 +87,10 @@ def test_schedule_survives_serialization_and_optimizer_round_trip(tmp_path):
     model.fit(np.ones((4, 3)), np.ones((4, 1)), epochs=1, verbose=0)
     model.save(tmp_path / "m.keras")
     loaded = keras.models.load_model(tmp_path / "m.keras")
-    schedule = loaded.optimizer.learning_rate if not callable(getattr(loaded.optimizer, "_learning_rate", None)) \
+    schedule = (
+        loaded.optimizer.learning_rate
+        if not callable(getattr(loaded.optimizer, "_learning_rate", None))
         else loaded.optimizer._learning_rate
+    )
     assert isinstance(schedule, WarmupSchedule)
     assert schedule.get_config() == s.get_config()

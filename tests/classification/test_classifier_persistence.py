@@ -4,6 +4,7 @@ The format-version-1 writer below reproduces what the previous release wrote (``
 ``model/model.json`` beside the estimator), from a live classifier, so no fixture is stored.
 Only scikit-learn models here (rf, logreg on the hand-crafted descriptor): no TensorFlow.
 """
+
 import json
 from pathlib import Path
 
@@ -50,16 +51,24 @@ def write_v1_classifier(classifier: GemClassifier, directory: Path) -> None:
 
     model = classifier.model
     (directory / "model").mkdir(parents=True)
-    (directory / "model" / "model.json").write_text(json.dumps(
-        {"kind": "descriptor", "config": model.get_config(), "num_classes": model.num_classes},
-        indent=2, sort_keys=True))
+    (directory / "model" / "model.json").write_text(
+        json.dumps(
+            {"kind": "descriptor", "config": model.get_config(), "num_classes": model.num_classes},
+            indent=2,
+            sort_keys=True,
+        )
+    )
     if model.classifier == "logreg":
         np.savez(directory / "model" / "logreg.npz", **_logreg_arrays(model.model))
     else:
         joblib.dump(model.model, directory / "model" / "estimator.joblib")
-    (directory / "labels.json").write_text(json.dumps(
-        {"labels": classifier.labels, "kind": classifier.kind, "training_seconds": classifier.training_seconds},
-        indent=2, ensure_ascii=False))
+    (directory / "labels.json").write_text(
+        json.dumps(
+            {"labels": classifier.labels, "kind": classifier.kind, "training_seconds": classifier.training_seconds},
+            indent=2,
+            ensure_ascii=False,
+        )
+    )
 
 
 def test_the_kinds_come_from_one_registry():
@@ -87,8 +96,7 @@ def test_classifier_round_trip_writes_two_manifests(tmp_path):
     inner = json.loads((tmp_path / "clf" / "model" / "manifest.json").read_text())
     assert (outer["format"], outer["format_version"], outer["kind"]) == ("gemcaption-classifier", 2, "descriptor")
     assert outer["config"] == {"labels": ["Ruby", "Emerald", "Sapphire"], "training_seconds": 0.5}
-    assert (inner["format"], inner["format_version"], inner["kind"]) == ("gemcaption-classifier-model", 2,
-                                                                         "descriptor")
+    assert (inner["format"], inner["format_version"], inner["kind"]) == ("gemcaption-classifier-model", 2, "descriptor")
     assert inner["config"]["num_classes"] == 3 and inner["config"]["constructor"]["classifier"] == "logreg"
     assert set(inner["files"]) == {"logreg.npz"} and "model/logreg.npz" in outer["files"]
     assert not (tmp_path / "clf" / "labels.json").exists() and not (tmp_path / "clf" / "model" / "model.json").exists()
@@ -107,8 +115,9 @@ def test_the_random_forest_is_saved_as_arrays_and_predicts_as_scikit_learn(tmp_p
     y = (x[:, 0] + x[:, 1] ** 2 > 0.5).astype(int) + (x[:, 2] > 1)
     forest = RandomForestClassifier(n_estimators=7, random_state=0).fit(x, y)
     queries = rng.normal(size=(50, 6))
-    np.testing.assert_allclose(ForestArrays(forest_arrays(forest)).predict_proba(queries),
-                               forest.predict_proba(queries), atol=1e-12)
+    np.testing.assert_allclose(
+        ForestArrays(forest_arrays(forest)).predict_proba(queries), forest.predict_proba(queries), atol=1e-12
+    )
     classifier = trained("rf")
     classifier.save(tmp_path / "clf")
     assert {p.name for p in (tmp_path / "clf" / "model").iterdir()} == {"forest.npz", "manifest.json"}

@@ -1,4 +1,5 @@
 """Gemstone classification models on tiny generated images: descriptors, VAE, GAN, baselines."""
+
 import numpy as np
 import pytest
 
@@ -19,16 +20,17 @@ def coloured_images(per_class=8, size=32, seed=0):
     x = COLOURS[y][:, None, None, :] + rng.normal(0, 25, (len(y), size, size, 3))
     for i in range(len(y)):
         top, left = rng.integers(0, size // 2, 2)
-        x[i, top:top + size // 4, left:left + size // 4] += 40
+        x[i, top : top + size // 4, left : left + size // 4] += 40
     return np.clip(x, 0, 255).astype(np.uint8), y
 
 
 # ---------------------------------------------------------------- descriptors
 
+
 def test_color_histogram_counts_pixels_in_the_right_cells():
     image = np.zeros((1, 2, 2, 3), np.uint8)
-    image[0, 0, 0] = [255, 0, 0]          # R bin 1 of 2
-    image[0, 1, 1] = [0, 0, 255]          # B bin 1 of 2
+    image[0, 0, 0] = [255, 0, 0]  # R bin 1 of 2
+    image[0, 1, 1] = [0, 0, 255]  # B bin 1 of 2
     joint = color_histogram(image, bins=2, joint=True)
     assert joint.shape == (1, 8)
     # cell index = (r * 2 + g) * 2 + b: black -> 0, red -> 4, blue -> 1
@@ -38,9 +40,7 @@ def test_color_histogram_counts_pixels_in_the_right_cells():
 
 
 def test_lbp_codes_of_a_hand_computed_neighbourhood():
-    gray = np.array([[5, 9, 1],
-                     [4, 6, 7],
-                     [2, 6, 3]], float)
+    gray = np.array([[5, 9, 1], [4, 6, 7], [2, 6, 3]], float)
     # neighbours counter-clockwise from the right; the axis-aligned ones are pixels (right 7, up 9,
     # left 4, down 6), the diagonal ones bilinear mixes: up-right 4.33, up-left 5.71,
     # down-left 3.59, down-right 4.71. Bits are set where the neighbour >= 6 (the centre).
@@ -69,8 +69,9 @@ def test_lbp_distinguishes_stripes_from_flat_and_rejects_tiny_images():
 
 
 def test_description_tfidf_cosine_identical_disjoint_and_partial():
-    scores = pairwise_tfidf_cosine(["a red gem stone", "green beryl", "red corundum"],
-                                   ["a red gem stone", "violet quartz", "red spinel"])
+    scores = pairwise_tfidf_cosine(
+        ["a red gem stone", "green beryl", "red corundum"], ["a red gem stone", "violet quartz", "red spinel"]
+    )
     assert scores[0] == pytest.approx(1.0)
     assert scores[1] == pytest.approx(0.0)
     assert 0 < scores[2] < 1
@@ -86,6 +87,7 @@ def test_stratified_split_holds_out_a_share_of_every_class():
 
 
 # ---------------------------------------------------------------- the VAE
+
 
 def test_vae_shapes_and_loss_terms():
     from gemcaption.classification.vae import VAEClassifierModel, kl_divergence
@@ -105,8 +107,11 @@ def test_vae_shapes_and_loss_terms():
     pixels = np.asarray(model.rescale(images.astype(np.float32)))
     reconstruction = np.asarray(model.decoder(z_mean))
     assert float(terms["reconstruction_loss"]) == pytest.approx(np.mean((pixels - reconstruction) ** 2), rel=1e-4)
-    expected = (float(terms["reconstruction_loss"]) + float(terms["kl_loss"]) / (32 * 32 * 3)
-                + float(terms["classification_loss"]))
+    expected = (
+        float(terms["reconstruction_loss"])
+        + float(terms["kl_loss"]) / (32 * 32 * 3)
+        + float(terms["classification_loss"])
+    )
     assert float(terms["loss"]) == pytest.approx(expected, rel=1e-5)
     with pytest.raises(ValueError):
         VAEClassifierModel(3, image_size=30, filters=(8, 16))
@@ -116,8 +121,17 @@ def test_vae_learns_separable_colours_and_round_trips(tmp_path):
     from gemcaption.classification.vae_classifier import VAEClassifier
 
     images, labels = coloured_images(8)
-    vae = VAEClassifier(image_size=32, latent_dim=8, filters=(8, 16), classifier_hidden=16,
-                        epochs=8, patience=8, batch_size=8, learning_rate=5e-3, seed=1)
+    vae = VAEClassifier(
+        image_size=32,
+        latent_dim=8,
+        filters=(8, 16),
+        classifier_hidden=16,
+        epochs=8,
+        patience=8,
+        batch_size=8,
+        learning_rate=5e-3,
+        seed=1,
+    )
     history = vae.fit(images, labels, 3, validation=(images, labels))
     assert {"reconstruction_loss", "kl_loss", "classification_loss", "val_accuracy"} <= set(history)
     accuracy = np.mean(vae.predict_proba(images).argmax(1) == labels)
@@ -135,8 +149,17 @@ def test_vae_classifier_after_training_trains_head_on_frozen_latents():
     from gemcaption.classification.vae_classifier import VAEClassifier
 
     images, labels = coloured_images(6)
-    vae = VAEClassifier(image_size=32, latent_dim=8, filters=(8, 16), classifier_mode="after",
-                        epochs=2, head_epochs=20, batch_size=8, learning_rate=5e-3, seed=2)
+    vae = VAEClassifier(
+        image_size=32,
+        latent_dim=8,
+        filters=(8, 16),
+        classifier_mode="after",
+        epochs=2,
+        head_epochs=20,
+        batch_size=8,
+        learning_rate=5e-3,
+        seed=2,
+    )
     history = vae.fit(images, labels, 3)
     assert "head" in history and vae.model.classifier_weight == 0
     assert np.mean(vae.predict_proba(images).argmax(1) == labels) > 0.5
@@ -157,12 +180,14 @@ def test_untrained_models_refuse_to_predict(tmp_path):
 
 # ---------------------------------------------------------------- the GAN
 
+
 def test_semi_supervised_gan_beats_chance_and_round_trips(tmp_path):
     from gemcaption.classification.gan import GANClassifier
 
     images, labels = coloured_images(8)
-    gan = GANClassifier(image_size=32, filters=(8, 16), noise_dim=16, epochs=6, patience=6,
-                        batch_size=8, learning_rate=1e-3, seed=0)
+    gan = GANClassifier(
+        image_size=32, filters=(8, 16), noise_dim=16, epochs=6, patience=6, batch_size=8, learning_rate=1e-3, seed=0
+    )
     history = gan.fit(images, labels, 3, validation=(images, labels))
     assert {"generator_loss", "unsupervised_loss", "val_accuracy"} <= set(history)
     probabilities = gan.predict_proba(images)
@@ -176,14 +201,16 @@ def test_semi_supervised_gan_beats_chance_and_round_trips(tmp_path):
 
 # ---------------------------------------------------------------- descriptor baselines
 
+
 @pytest.mark.parametrize("kind", ["rf", "svm", "logreg"])
 def test_descriptor_baselines_beat_chance_and_round_trip(kind, tmp_path):
     from gemcaption.classification.baselines import DescriptorClassifier
 
     train_x, train_y = coloured_images(8, seed=0)
     test_x, test_y = coloured_images(4, seed=1)
-    model = DescriptorClassifier(kind, features=("handcrafted",), image_size=32, n_estimators=50,
-                                 views=("identity", "hflip"))
+    model = DescriptorClassifier(
+        kind, features=("handcrafted",), image_size=32, n_estimators=50, views=("identity", "hflip")
+    )
     model.fit(train_x, train_y, 3, validation=(test_x, test_y))
     probabilities = model.predict_proba(test_x)
     assert probabilities.shape == (12, 3) and np.allclose(probabilities.sum(1), 1)
@@ -218,8 +245,8 @@ def test_foreground_colour_histogram_ignores_the_backdrop():
     from gemcaption.classification.descriptors import foreground_color_histogram, foreground_mask
 
     white = np.full((2, 32, 32, 3), 250, np.uint8)
-    white[0, 8:24, 8:24] = [200, 20, 20]      # a red stone on white
-    white[1, 12:20, 12:20] = [200, 20, 20]    # a smaller red stone on white
+    white[0, 8:24, 8:24] = [200, 20, 20]  # a red stone on white
+    white[1, 12:20, 12:20] = [200, 20, 20]  # a smaller red stone on white
     assert foreground_mask(white).sum(axis=(1, 2)).tolist() == [256, 64]
     hist = foreground_color_histogram(white)
     # hue 0 -> bin 0, saturation 0.9 -> bin 3, value 0.78 -> bin 3: cell (0 * 4 + 3) * 4 + 3

@@ -22,8 +22,28 @@ def catalogue(tmp_path_factory):
 
 def test_train_then_caption_as_json(catalogue, tmp_path, capsys):
     out = tmp_path / "model"
-    code = main(["-q", "train", "--data", f"csv:{catalogue / 'captions.csv'}", "--decoder", "lstm", "--out", str(out),
-                 "--epochs", "2", "--batch-size", "8", "--image-size", "64", "--embed-dim", "16", "--ff-dim", "16"])
+    code = main(
+        [
+            "-q",
+            "train",
+            "--data",
+            f"csv:{catalogue / 'captions.csv'}",
+            "--decoder",
+            "lstm",
+            "--out",
+            str(out),
+            "--epochs",
+            "2",
+            "--batch-size",
+            "8",
+            "--image-size",
+            "64",
+            "--embed-dim",
+            "16",
+            "--ff-dim",
+            "16",
+        ]
+    )
     assert code == 0
     assert capsys.readouterr().out.strip().endswith(str(out))
     assert (out / "manifest.json").is_file() and not (out / "checkpoint.weights.h5").exists()
@@ -35,8 +55,29 @@ def test_train_then_caption_as_json(catalogue, tmp_path, capsys):
 
 def test_caption_reports_unreadable_images(catalogue, tmp_path, capsys):
     out = tmp_path / "model"
-    assert main(["-q", "train", "--data", f"csv:{catalogue / 'captions.csv'}", "--decoder", "transformer",
-                 "--out", str(out), "--epochs", "1", "--image-size", "64", "--embed-dim", "16", "--ff-dim", "16"]) == 0
+    assert (
+        main(
+            [
+                "-q",
+                "train",
+                "--data",
+                f"csv:{catalogue / 'captions.csv'}",
+                "--decoder",
+                "transformer",
+                "--out",
+                str(out),
+                "--epochs",
+                "1",
+                "--image-size",
+                "64",
+                "--embed-dim",
+                "16",
+                "--ff-dim",
+                "16",
+            ]
+        )
+        == 0
+    )
     bad = tmp_path / "bad.jpg"
     bad.write_text("no pixels here")
     capsys.readouterr()
@@ -46,12 +87,15 @@ def test_caption_reports_unreadable_images(catalogue, tmp_path, capsys):
     assert "bad.jpg" in captured.err
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["train", "--data", "csv:/nonexistent/captions.csv", "--out", "x"], "nonexistent"),
-    (["train", "--data", "demo", "--decoder", "gru", "--out", "x"], "unknown decoder"),
-    (["caption", "--model", "/nonexistent/model", "a.jpg"], "not a gemcaption model"),
-    (["train", "--data", "flickr8k:/nonexistent", "--out", "x"], "nonexistent"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "--data", "csv:/nonexistent/captions.csv", "--out", "x"], "nonexistent"),
+        (["train", "--data", "demo", "--decoder", "gru", "--out", "x"], "unknown decoder"),
+        (["caption", "--model", "/nonexistent/model", "a.jpg"], "not a gemcaption model"),
+        (["train", "--data", "flickr8k:/nonexistent", "--out", "x"], "nonexistent"),
+    ],
+)
 def test_errors_are_one_line_and_exit_2(argv, message, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
@@ -74,8 +118,29 @@ def test_caption_decoding_options_reach_the_sampler(catalogue, tmp_path, capsys)
     from gemcaption.captioning.captioner import Captioner
 
     out = tmp_path / "model"
-    assert main(["-q", "train", "--data", f"csv:{catalogue / 'captions.csv'}", "--decoder", "lstm", "--out", str(out),
-                 "--epochs", "1", "--image-size", "64", "--embed-dim", "16", "--ff-dim", "16"]) == 0
+    assert (
+        main(
+            [
+                "-q",
+                "train",
+                "--data",
+                f"csv:{catalogue / 'captions.csv'}",
+                "--decoder",
+                "lstm",
+                "--out",
+                str(out),
+                "--epochs",
+                "1",
+                "--image-size",
+                "64",
+                "--embed-dim",
+                "16",
+                "--ff-dim",
+                "16",
+            ]
+        )
+        == 0
+    )
     images = [str(p) for p in sorted((catalogue / "images").glob("*.png"))[:4]]
     captioner = Captioner.load(out)
 
@@ -92,16 +157,21 @@ def test_caption_decoding_options_reach_the_sampler(catalogue, tmp_path, capsys)
         assert [len(text.split()) for text in captions] == [3] * len(images), captions
 
 
-@pytest.mark.parametrize("options, message", [
-    (["--beam", "0"], "--beam must be at least 1"),
-    (["--beam", "3", "--length-penalty", "-1"], "--length-penalty"),
-    (["--length-penalty", "nan"], "--length-penalty"),
-    (["--min-length", "0"], "min_length must be at least 1"),
-    (["--min-length", "4", "--max-length", "2"], "must not exceed max_length"),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (["--beam", "0"], "--beam must be at least 1"),
+        (["--beam", "3", "--length-penalty", "-1"], "--length-penalty"),
+        (["--length-penalty", "nan"], "--length-penalty"),
+        (["--min-length", "0"], "min_length must be at least 1"),
+        (["--min-length", "4", "--max-length", "2"], "must not exceed max_length"),
+    ],
+)
 def test_bad_decoding_options_are_one_line_before_the_model_loads(options, message, capsys):
-    for argv in (["caption", "--model", "/nonexistent/model", *options, "a.jpg"],
-                 ["index", "build", "--model", "/nonexistent/model", "--data", "demo", "--out", "x", *options]):
+    for argv in (
+        ["caption", "--model", "/nonexistent/model", *options, "a.jpg"],
+        ["index", "build", "--model", "/nonexistent/model", "--data", "demo", "--out", "x", *options],
+    ):
         assert main(argv) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and message in err and "Traceback" not in err, err
@@ -114,22 +184,40 @@ def test_train_defaults_and_choices_come_from_the_configs_and_registries(capsys)
 
     args = build_parser().parse_args(["train", "--data", "demo", "--out", "x"])
     training, decoder, encoder = TrainingConfig(), DecoderConfig(), EncoderConfig()
-    assert (args.epochs, args.batch_size, args.learning_rate, args.warmup_fraction, args.decay, args.patience,
-            args.augment) == (training.epochs, training.batch_size, training.learning_rate,
-                              training.warmup_fraction, training.decay, training.patience, training.augment)
+    assert (
+        args.epochs,
+        args.batch_size,
+        args.learning_rate,
+        args.warmup_fraction,
+        args.decay,
+        args.patience,
+        args.augment,
+    ) == (
+        training.epochs,
+        training.batch_size,
+        training.learning_rate,
+        training.warmup_fraction,
+        training.decay,
+        training.patience,
+        training.augment,
+    )
     assert (args.decoder, args.embed_dim, args.ff_dim) == (decoder.kind, decoder.embed_dim, decoder.ff_dim)
     assert (args.image_size or args.default_image_size, args.weights) == (encoder.image_size, encoder.weights)
     assert args.seed == CaptionerConfig().seed
-    assert build_parser().parse_args(["train", "--data", "d", "--out", "x", "--encoder", "Lite0"]).encoder \
+    assert (
+        build_parser().parse_args(["train", "--data", "d", "--out", "x", "--encoder", "Lite0"]).encoder
         == "efficientnet_lite0"
+    )
     with pytest.raises(SystemExit):
         build_parser().parse_args(["train", "--data", "d", "--out", "x", "--encoder", "resnet"])
     err = capsys.readouterr().err
     assert all(name in err for name in ENCODERS.names())
 
 
-@pytest.mark.parametrize("option, message", [(["--epochs", "0"], "epochs"), (["--decay", "step"], "decay"),
-                                             (["--embed-dim", "0"], "embed_dim")])
+@pytest.mark.parametrize(
+    "option, message",
+    [(["--epochs", "0"], "epochs"), (["--decay", "step"], "decay"), (["--embed-dim", "0"], "embed_dim")],
+)
 def test_bad_training_settings_are_one_line_before_any_data_is_read(option, message, capsys):
     assert main(["train", "--data", "csv:/nonexistent/captions.csv", "--out", "x", *option]) == 2
     err = capsys.readouterr().err.strip()

@@ -1,4 +1,5 @@
 """GemClassifier and ``gemcaption classify`` on a tiny generated class-folder set."""
+
 import json
 import shutil
 
@@ -77,6 +78,7 @@ def test_predict_names_an_unreadable_image(gem_folder, tmp_path):
 
 class FixedModel:
     """A model whose predictions are given: to check evaluate() against hand-computed figures."""
+
     kind = "fixed"
     image_size = 8
     num_classes = 2
@@ -85,7 +87,7 @@ class FixedModel:
         self.predicted = predicted
 
     def predict_proba(self, images):
-        return np.eye(2)[self.predicted[:len(images)]]
+        return np.eye(2)[self.predicted[: len(images)]]
 
 
 def test_evaluate_matches_hand_computed_metrics(tmp_path):
@@ -129,8 +131,7 @@ def test_encoder_feature_models_beat_chance(kind, gem_folder, tmp_path, monkeypa
 
 def test_cli_train_and_predict(gem_folder, tmp_path, capsys):
     out = tmp_path / "run"
-    code = main(["-q", "classify", "train", "--data", f"folder:{gem_folder}", "--model", "rf",
-                 "--out", str(out)])
+    code = main(["-q", "classify", "train", "--data", f"folder:{gem_folder}", "--model", "rf", "--out", str(out)])
     assert code == 0
     report = json.loads((out / "metrics.json").read_text())
     assert report["duplicates_removed"] == 1
@@ -150,8 +151,25 @@ def test_cli_train_and_predict(gem_folder, tmp_path, capsys):
 
 def test_cli_train_uses_the_chosen_encoder(gem_folder, tmp_path, capsys):
     out = tmp_path / "b0"
-    assert main(["classify", "train", "--data", f"folder:{gem_folder}", "--model", "logreg",
-                 "--encoder", "efficientnetb0", "--weights", "none", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "classify",
+                "train",
+                "--data",
+                f"folder:{gem_folder}",
+                "--model",
+                "logreg",
+                "--encoder",
+                "efficientnetb0",
+                "--weights",
+                "none",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert "encoder: efficientnetb0, weights: none" in capsys.readouterr().err
     saved = " ".join(p.read_text() for p in out.rglob("*.json"))
     assert '"efficientnetb0"' in saved and '"efficientnet_lite0"' not in saved

@@ -1,4 +1,5 @@
 """The gemcaption command's error contract: every GemcaptionError is one stderr line and status 2."""
+
 import argparse
 
 import pytest
@@ -22,13 +23,16 @@ def parser_raising(error: BaseException):
     return build
 
 
-@pytest.mark.parametrize("error", [
-    ConfigError("--epochs must be at least 1, got 0"),
-    UnknownNameError("decoder", "gru", ["transformer", "lstm"]),
-    DatasetError("data.csv: no usable rows"),
-    ModelError("model: captioner format version 9 is not supported\nupgrade gemcaption"),
-    GemcaptionError(""),
-])
+@pytest.mark.parametrize(
+    "error",
+    [
+        ConfigError("--epochs must be at least 1, got 0"),
+        UnknownNameError("decoder", "gru", ["transformer", "lstm"]),
+        DatasetError("data.csv: no usable rows"),
+        ModelError("model: captioner format version 9 is not supported\nupgrade gemcaption"),
+        GemcaptionError(""),
+    ],
+)
 def test_a_gemcaption_error_is_one_line_and_status_2(monkeypatch, capsys, error):
     monkeypatch.setattr(cli, "build_parser", parser_raising(error))
     assert cli.main(["run"]) == 2

@@ -1,4 +1,5 @@
 """``gemcaption search`` / ``index add|remove|info`` in-process on an index built with a fake captioner."""
+
 import json
 from pathlib import Path
 
@@ -15,9 +16,12 @@ def saved_index(tmp_path, monkeypatch):
 
     monkeypatch.setattr(gemcaption.captioning.captioner.Captioner, "load", FakeCaptioner.load)
     FakeCaptioner().save(tmp_path / "model")
-    paths = [make_image(tmp_path / f"{name}.png", rgb, i)
-             for i, (name, rgb) in enumerate({"ruby": (230, 40, 30), "emerald": (20, 200, 40),
-                                             "sapphire": (20, 30, 220)}.items())]
+    paths = [
+        make_image(tmp_path / f"{name}.png", rgb, i)
+        for i, (name, rgb) in enumerate(
+            {"ruby": (230, 40, 30), "emerald": (20, 200, 40), "sapphire": (20, 30, 220)}.items()
+        )
+    ]
     retriever = Retriever(FakeCaptioner(), model_dir=tmp_path / "model", progress=False).build(paths)
     retriever.save(tmp_path / "idx")
     return tmp_path / "idx", paths
@@ -73,21 +77,50 @@ def test_index_build_from_a_folder(tmp_path, capsys, monkeypatch):
     make_image(tmp_path / "photos" / "sub" / "b.jpg", (20, 30, 220), 2)
     (tmp_path / "photos" / "readme.txt").write_text("not an image")
     out = tmp_path / "idx"
-    assert main(["-q", "index", "build", "--model", str(tmp_path / "model"), "--images", str(tmp_path / "photos"),
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "-q",
+                "index",
+                "build",
+                "--model",
+                str(tmp_path / "model"),
+                "--images",
+                str(tmp_path / "photos"),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert len(Retriever.load(out)) == 2
-    assert main(["index", "build", "--model", str(tmp_path / "no-model"), "--images", str(tmp_path / "photos"),
-                 "--out", str(out)]) == 2
+    assert (
+        main(
+            [
+                "index",
+                "build",
+                "--model",
+                str(tmp_path / "no-model"),
+                "--images",
+                str(tmp_path / "photos"),
+                "--out",
+                str(out),
+            ]
+        )
+        == 2
+    )
 
 
 def write_manifest(tmp_path):
     """A CSV dataset whose reference captions are what the fake captioner says, with labels."""
-    specs = [("ruby", (230, 40, 30), "a bright red stone", "Ruby", "test"),
-             ("garnet", (100, 15, 10), "a dark red stone", "Ruby", "test"),
-             ("emerald", (20, 200, 40), "a bright green stone", "Emerald", "test"),
-             ("sapphire", (20, 30, 220), "a bright blue stone", "Sapphire", "test"),
-             ("spinel", (200, 30, 60), "a pink red gem", "Ruby", "train"),
-             ("jade", (30, 120, 40), "a green jade carving", "Emerald", "train")]
+    specs = [
+        ("ruby", (230, 40, 30), "a bright red stone", "Ruby", "test"),
+        ("garnet", (100, 15, 10), "a dark red stone", "Ruby", "test"),
+        ("emerald", (20, 200, 40), "a bright green stone", "Emerald", "test"),
+        ("sapphire", (20, 30, 220), "a bright blue stone", "Sapphire", "test"),
+        ("spinel", (200, 30, 60), "a pink red gem", "Ruby", "train"),
+        ("jade", (30, 120, 40), "a green jade carving", "Emerald", "train"),
+    ]
     rows = ["image,caption,label,split"]
     for i, (name, rgb, caption, label, split) in enumerate(specs):
         make_image(tmp_path / f"{name}.png", rgb, i)
@@ -126,8 +159,26 @@ def test_index_build_from_a_dataset_split(tmp_path, monkeypatch):
     FakeCaptioner().save(tmp_path / "model")
     spec = write_manifest(tmp_path)
     out = tmp_path / "idx"
-    assert main(["-q", "index", "build", "--model", str(tmp_path / "model"), "--data", spec, "--split", "test",
-                 "--out", str(out), "--dim", "8"]) == 0
+    assert (
+        main(
+            [
+                "-q",
+                "index",
+                "build",
+                "--model",
+                str(tmp_path / "model"),
+                "--data",
+                spec,
+                "--split",
+                "test",
+                "--out",
+                str(out),
+                "--dim",
+                "8",
+            ]
+        )
+        == 0
+    )
     retriever = Retriever.load(out)
     assert len(retriever) == 4 and "jade" in retriever.embedder.vocabulary  # fitted on the train split
     hit = retriever.search("shiny gem", k=1)[0]

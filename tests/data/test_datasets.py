@@ -50,6 +50,7 @@ def write_kaggle_csv(folder: Path, names, per_image=5):
 
 # --- Flickr8k ------------------------------------------------------------------------------------
 
+
 def test_token_file_with_missing_image_key_and_split_lists(tmp_path):
     names = flickr_names(10)
     for name in names:
@@ -132,6 +133,7 @@ def test_flickr_missing_caption_file(tmp_path):
 
 # --- class folders -------------------------------------------------------------------------------
 
+
 def test_class_folders_without_split_level(tmp_path):
     for label in ("Ruby", "Tigers Eye", "Mystery Stone"):
         for k in range(3):
@@ -165,6 +167,7 @@ def test_empty_folder_is_an_error(tmp_path):
 
 
 # --- CSV manifest --------------------------------------------------------------------------------
+
 
 def test_csv_manifest_spanish_bad_rows_and_images_subfolder(tmp_path):
     make_image(tmp_path / "images" / "anillo.jpg")
@@ -200,7 +203,8 @@ def test_csv_manifest_with_label_and_split(tmp_path):
         make_image(tmp_path / name)
     (tmp_path / "m.csv").write_text(
         "caption,image,split,label\nx one,a.png,train,ring\nx two,a.png,train,ring\n"
-        "y,b.png,test,pendant\nz,c.png,,ring\n")
+        "y,b.png,test,pendant\nz,c.png,,ring\n"
+    )
     dataset = load_csv(tmp_path / "m.csv")
     assert [s.split for s in dataset] == ["train", "test", "train"]
     assert dataset.labels == ["pendant", "ring"]
@@ -222,9 +226,13 @@ def test_csv_absolute_paths(tmp_path):
 
 # --- Dataset and splitting -----------------------------------------------------------------------
 
+
 def labelled_dataset(per_label=(10, 20, 5)):
-    samples = [Sample(f"/img/{label}_{k}.jpg", (f"cap {k}",), label)
-               for label, count in zip("abc", per_label) for k in range(count)]
+    samples = [
+        Sample(f"/img/{label}_{k}.jpg", (f"cap {k}",), label)
+        for label, count in zip("abc", per_label)
+        for k in range(count)
+    ]
     return Dataset(samples, "toy")
 
 
@@ -264,6 +272,7 @@ def test_unknown_spec():
 
 # --- the dataset format registry ------------------------------------------------------------------
 
+
 def test_formats_come_from_one_registry():
     assert DATASET_FORMATS.names() == ["flickr8k", "folder", "csv", "demo"]
     assert DATASET_FORMATS.kind == "dataset format"
@@ -280,8 +289,11 @@ def test_unknown_format_prefix_lists_the_formats():
 def test_format_prefix_is_case_insensitive_and_a_bare_path_is_still_guessed(tmp_path):
     make_image(tmp_path / "shop" / "a.png")
     (tmp_path / "shop" / "list.csv").write_text("image,caption\na.png,un anillo\n")
-    for spec in (f"CSV:{tmp_path / 'shop' / 'list.csv'}", f"csv:{tmp_path / 'shop' / 'list.csv'}",
-                 str(tmp_path / "shop" / "list.csv")):
+    for spec in (
+        f"CSV:{tmp_path / 'shop' / 'list.csv'}",
+        f"csv:{tmp_path / 'shop' / 'list.csv'}",
+        str(tmp_path / "shop" / "list.csv"),
+    ):
         assert load_dataset(spec)[0].captions == ("un anillo",), spec
     make_image(tmp_path / "gems" / "Ruby" / "1.jpg")
     assert load_dataset(str(tmp_path / "gems"))[0].label == "Ruby"  # a folder without captions: classes
@@ -319,6 +331,7 @@ def test_image_extensions_are_defined_once():
 
 # --- stratified held-out rows and duplicates ---------------------------------------------------------
 
+
 def test_stratified_split_is_pinned():
     """The classifiers and the gemstone benchmark hold out these exact rows: the output must not change."""
     labels = ["ruby"] * 7 + ["opal"] * 3 + ["jade"] + ["onyx"] * 2 + ["ruby"] * 3
@@ -347,6 +360,7 @@ def test_find_duplicates_keeps_the_first_of_each_group(tmp_path):
 
 
 # --- gemstone table ------------------------------------------------------------------------------
+
 
 def test_gemstone_table_has_87_distinct_classes():
     assert len(GEMSTONE_CLASSES) == 87 == len({c.lower() for c in GEMSTONE_CLASSES})

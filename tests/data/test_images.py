@@ -26,6 +26,7 @@ def good_png(tmp_path):
 
 # --- modes ---------------------------------------------------------------------------------------
 
+
 def test_grayscale_becomes_rgb(tmp_path):
     path = save(Image.new("L", (8, 6), 77), tmp_path / "gray.png")
     image = load_image(path)
@@ -95,6 +96,7 @@ def test_one_bit_image(tmp_path):
 
 # --- sources -------------------------------------------------------------------------------------
 
+
 def test_numpy_uint8_float_and_gray_arrays():
     array = np.zeros((4, 6, 3), np.uint8)
     array[..., 2] = 255
@@ -131,6 +133,7 @@ def test_unsupported_source_type():
 
 # --- EXIF ----------------------------------------------------------------------------------------
 
+
 def test_exif_orientation_is_applied(tmp_path):
     wide = Image.new("RGB", (40, 20), (0, 0, 255))
     wide.paste((255, 0, 0), (0, 0, 10, 20))  # red strip on the left
@@ -144,6 +147,7 @@ def test_exif_orientation_is_applied(tmp_path):
 
 
 # --- bad files -----------------------------------------------------------------------------------
+
 
 def test_missing_file_named(tmp_path):
     with pytest.raises(ImageError, match="nothere.jpg"):
@@ -206,6 +210,7 @@ def test_bomb_between_limit_and_twice_limit_also_refused(tmp_path, monkeypatch):
 
 
 # --- load_images ---------------------------------------------------------------------------------
+
 
 def test_load_images_skips_bad_with_one_warning_each_and_summary(tmp_path, good_png):
     empty = tmp_path / "empty.png"

@@ -1,4 +1,5 @@
 """The demo end to end with very small settings, and the HTML report on its own."""
+
 import base64
 import json
 import re
@@ -13,8 +14,9 @@ from gemcaption.demo.report import MetricRow, Neighbour, QueryResult, render_rep
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("demo")
-    result = demo.run_demo(out=root / "report", epochs=2, n_images=48, quiet=True, image_size=64,
-                           data_root=root / "data")
+    result = demo.run_demo(
+        out=root / "report", epochs=2, n_images=48, quiet=True, image_size=64, data_root=root / "data"
+    )
     return root, result
 
 
@@ -62,13 +64,23 @@ def test_demo_keeps_a_model_and_an_index_that_can_be_searched(demo_run):
 
 def test_demo_prints_the_report_path_and_figures(tmp_path, capsys, monkeypatch):
     rows = [MetricRow("text search, exact image: R@1", 0.5, 0.125), MetricRow("caption BLEU-4", 0.25)]
-    demo._print_summary({"report": tmp_path / "r" / "index.html", "seconds": 61.0, "pretrained": True,
-                         "rows": rows, "index": tmp_path / "r" / "search-index"}, quiet=False)
+    demo._print_summary(
+        {
+            "report": tmp_path / "r" / "index.html",
+            "seconds": 61.0,
+            "pretrained": True,
+            "rows": rows,
+            "index": tmp_path / "r" / "search-index",
+        },
+        quiet=False,
+    )
     out = capsys.readouterr().out
     assert "1 min 01 s" in out and "0.500   (chance 0.125)" in out and "gemcaption serve --index" in out
     assert out.strip().endswith(str((tmp_path / "r" / "index.html").absolute()))
-    demo._print_summary({"report": tmp_path / "index.html", "seconds": 1.0, "pretrained": True, "rows": rows,
-                         "index": tmp_path}, quiet=True)
+    demo._print_summary(
+        {"report": tmp_path / "index.html", "seconds": 1.0, "pretrained": True, "rows": rows, "index": tmp_path},
+        quiet=True,
+    )
     assert capsys.readouterr().out.strip() == f"Report: {(tmp_path / 'index.html').absolute()}"
 
 
@@ -100,10 +112,20 @@ def test_report_escapes_text_and_embeds_thumbnails(tmp_path):
     assert thumbnail.size == (64, 43)
     assert thumbnail_data_uri(tmp_path / "missing.png") == ""
 
-    query = QueryResult([Neighbour(str(image), "<b>ruby</b>", 0.9, True), Neighbour(None, "lost", 0.1, False)],
-                        image=str(image), generated="a <script>alert(1)</script> ring", references=("a ruby",))
-    html = render_report("t<i>", {"k": "<v>"}, [MetricRow("R@1 <x>", 0.5, 0.1)], {"loss": [2.0, 1.0],
-                         "val_loss": [2.5, 1.5], "best_epoch": 2}, [query], [QueryResult([], text="x & y")])
+    query = QueryResult(
+        [Neighbour(str(image), "<b>ruby</b>", 0.9, True), Neighbour(None, "lost", 0.1, False)],
+        image=str(image),
+        generated="a <script>alert(1)</script> ring",
+        references=("a ruby",),
+    )
+    html = render_report(
+        "t<i>",
+        {"k": "<v>"},
+        [MetricRow("R@1 <x>", 0.5, 0.1)],
+        {"loss": [2.0, 1.0], "val_loss": [2.5, 1.5], "best_epoch": 2},
+        [query],
+        [QueryResult([], text="x & y")],
+    )
     assert "<script>" not in html and "&lt;script&gt;" in html and "&lt;b&gt;ruby" in html
     assert "t&lt;i&gt;" in html and "x &amp; y" in html and "no image" in html
     assert "0.500" in html and "0.100" in html and "&#10003;" in html and "&#10007;" in html

@@ -1,4 +1,5 @@
 """Evaluation metrics against values computed by hand on tiny examples."""
+
 import json
 import math
 import subprocess
@@ -35,14 +36,8 @@ from gemcaption.evaluation import (
 #   q1: 3,1,2,0  relevant {2}   -> rank 3 (1 and 2 tie; 1 comes first)  AP = 1/3, first 3
 #   q2: 0,2,1,3  relevant {0,2} -> ranks 1,2   AP = 1,                   first 1
 #   q3: no relevant item -> skipped
-SCORES = np.array([[0.9, 0.8, 0.7, 0.1],
-                   [0.2, 0.5, 0.5, 0.9],
-                   [0.3, 0.1, 0.2, 0.0],
-                   [0.1, 0.2, 0.3, 0.4]])
-RELEVANT = np.array([[0, 1, 0, 1],
-                     [0, 0, 1, 0],
-                     [1, 0, 1, 0],
-                     [0, 0, 0, 0]], dtype=bool)
+SCORES = np.array([[0.9, 0.8, 0.7, 0.1], [0.2, 0.5, 0.5, 0.9], [0.3, 0.1, 0.2, 0.0], [0.1, 0.2, 0.3, 0.4]])
+RELEVANT = np.array([[0, 1, 0, 1], [0, 0, 1, 0], [1, 0, 1, 0], [0, 0, 0, 0]], dtype=bool)
 
 
 def test_retrieval_metrics_by_hand():
@@ -59,8 +54,9 @@ def test_retrieval_metrics_by_hand():
 def test_retrieval_chance_levels_by_hand():
     m = retrieval_metrics(SCORES, RELEVANT)
     # n = 4; R = 2 twice and R = 1 once. Random AP for R=2 of 4, enumerating the 6 placements:
-    ap_two = (1 + (1 + 2 / 3) / 2 + (1 + 2 / 4) / 2 + (1 / 2 + 2 / 3) / 2 + (1 / 2 + 2 / 4) / 2
-              + (1 / 3 + 2 / 4) / 2) / 6
+    ap_two = (
+        1 + (1 + 2 / 3) / 2 + (1 + 2 / 4) / 2 + (1 / 2 + 2 / 3) / 2 + (1 / 2 + 2 / 4) / 2 + (1 / 3 + 2 / 4) / 2
+    ) / 6
     ap_one = (1 + 1 / 2 + 1 / 3 + 1 / 4) / 4
     assert m["chance_map"] == pytest.approx((2 * ap_two + ap_one) / 3)
     rr_two = 3 / 6 * 1 + 2 / 6 * 1 / 2 + 1 / 6 * 1 / 3
@@ -141,11 +137,9 @@ def test_same_item_relevance():
 def test_leave_one_out_excludes_the_query_itself():
     labels = ["x", "x", "y", "y", "x"]
     # self-similarity is the highest score of each row: if it were ranked it would sit at rank 1.
-    scores = np.array([[9, 1, 5, 4, 2],
-                       [1, 9, 3, 2, 4],
-                       [5, 3, 9, 1, 2],
-                       [4, 2, 1, 9, 3],
-                       [2, 4, 3, 1, 9]], dtype=float)
+    scores = np.array(
+        [[9, 1, 5, 4, 2], [1, 9, 3, 2, 4], [5, 3, 9, 1, 2], [4, 2, 1, 9, 3], [2, 4, 3, 1, 9]], dtype=float
+    )
     m = category_retrieval_metrics(scores, labels)
     # q0 others ranked 2(y),3(y),4(x),1(x): AP=(1/3+2/4)/2   q1: 4(x),2,3,0(x): AP=(1+2/4)/2
     # q2 others 0,1,4,3(y): AP=1/4   q3 others 0,4,1,2(y): AP=1/4   q4: 1(x),2,0(x),3: AP=(1+2/3)/2
@@ -156,8 +150,9 @@ def test_leave_one_out_excludes_the_query_itself():
     masked = same_label_relevance(labels, labels)
     assert masked.mask.diagonal().all() and not masked.filled(False).diagonal().any()
     # same result through an explicit exclude mask
-    explicit = retrieval_metrics(scores, same_label_relevance(labels, labels, exclude_self=False),
-                                 exclude=np.eye(5, dtype=bool))
+    explicit = retrieval_metrics(
+        scores, same_label_relevance(labels, labels, exclude_self=False), exclude=np.eye(5, dtype=bool)
+    )
     assert explicit == m
     with pytest.raises(EvaluationError):
         same_label_relevance(["a"], ["a", "b"], exclude_self=True)
@@ -171,13 +166,13 @@ def test_excluded_items_rank_after_minus_infinity():
 
 
 def test_aggregate_max():
-    scores = np.array([[0.1, 0.7, 0.3, 0.2, 0.9],
-                       [0.5, 0.0, 0.4, 0.8, 0.1]])
+    scores = np.array([[0.1, 0.7, 0.3, 0.2, 0.9], [0.5, 0.0, 0.4, 0.8, 0.1]])
     merged, items = aggregate_max(scores, ["b", "a", "b", "c", "a"], return_items=True)
     assert items == ["b", "a", "c"]
     np.testing.assert_allclose(merged, [[0.3, 0.9, 0.2], [0.5, 0.1, 0.8]])
     with pytest.raises(EvaluationError):
         aggregate_max(scores, ["a", "b"])
+
 
 # ---------------------------------------------------------------- captioning
 
@@ -216,9 +211,10 @@ def test_pairwise_tfidf_cosine_by_hand():
     # idf = ln((1 + n) / (1 + df)) + 1 over the 2 texts: red 1, ruby and sapphire ln(3/2) + 1
     rare = math.log(3 / 2) + 1
     scores = pairwise_tfidf_cosine(["red ruby"], ["Red sapphire!"])
-    assert scores.shape == (1,) and scores[0] == pytest.approx(1 / (1 + rare ** 2))
-    scores = pairwise_tfidf_cosine(["a red ruby ring", "green beryl", "red corundum"],
-                                   ["A red ruby ring.", "blue sapphire", "red corundum"])
+    assert scores.shape == (1,) and scores[0] == pytest.approx(1 / (1 + rare**2))
+    scores = pairwise_tfidf_cosine(
+        ["a red ruby ring", "green beryl", "red corundum"], ["A red ruby ring.", "blue sapphire", "red corundum"]
+    )
     assert scores == pytest.approx([1.0, 0.0, 1.0])
 
 
@@ -275,6 +271,7 @@ def test_caption_inputs_are_checked():
     with pytest.raises(EvaluationError):
         caption_metrics([], [])
 
+
 # ---------------------------------------------------------------- classification
 
 
@@ -289,8 +286,13 @@ def test_classification_metrics_by_hand():
     assert m["macro_recall"] == pytest.approx(2 / 3)
     assert m["macro_f1"] == pytest.approx((0.8 + 0 + 1) / 3)
     assert m["weighted_f1"] == pytest.approx((0.8 * 2 + 0 + 1) / 4)
-    assert m["per_class"][0] == {"label": "a", "precision": pytest.approx(2 / 3), "recall": 1.0,
-                                 "f1": pytest.approx(0.8), "support": 2}
+    assert m["per_class"][0] == {
+        "label": "a",
+        "precision": pytest.approx(2 / 3),
+        "recall": 1.0,
+        "f1": pytest.approx(0.8),
+        "support": 2,
+    }
     json.dumps(m)
 
 
@@ -318,8 +320,7 @@ def test_confusion_matrix_png(tmp_path):
     small = save_confusion_matrix_png([[2, 0], [0, 0]], ["a", "b"], tmp_path / "small.png")
     labels = [f"Gemstone class {i}" for i in range(68)]
     rng = np.random.default_rng(0)
-    big = save_confusion_matrix_png(rng.integers(0, 5, (68, 68)), labels, tmp_path / "sub" / "big.png",
-                                    normalize=False)
+    big = save_confusion_matrix_png(rng.integers(0, 5, (68, 68)), labels, tmp_path / "sub" / "big.png", normalize=False)
     with Image.open(small) as a, Image.open(big) as b:
         assert a.format == b.format == "PNG"
         assert b.size[0] > 2 * a.size[0]

@@ -1,4 +1,5 @@
 """The evaluation protocols (gemcaption.evaluation.protocols) with a captioner that names colours."""
+
 import numpy as np
 import pytest
 from fakes import FakeCaptioner, make_image

@@ -1,4 +1,5 @@
 """Caption embedders: TF-IDF + SVD equals scikit-learn's pipeline, survives save/load without pickles."""
+
 import json
 
 import numpy as np
@@ -45,8 +46,9 @@ def test_tfidf_matches_scikit_learn_pipeline():
     order = [embedder.vocabulary[t] for t in sorted(reference.vocabulary_, key=reference.vocabulary_.get)]
     np.testing.assert_allclose(ours.toarray()[:, order], expected.toarray(), atol=1e-6)
     svd = TruncatedSVD(5, algorithm="randomized", n_iter=SVD_ITERATIONS, random_state=0).fit(expected)
-    np.testing.assert_allclose(np.abs(embedder.transform(CAPTIONS)),
-                               np.abs(l2_normalize(svd.transform(expected))), atol=1e-4)
+    np.testing.assert_allclose(
+        np.abs(embedder.transform(CAPTIONS)), np.abs(l2_normalize(svd.transform(expected))), atol=1e-4
+    )
 
 
 def test_vectors_are_unit_length_and_similar_captions_score_higher():

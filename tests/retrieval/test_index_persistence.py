@@ -4,6 +4,7 @@ The format-version-1 writers below reproduce what the previous release wrote (se
 SQLite ``settings`` table, ``index.json``, ``embedder.json``), from a live object's state, so the
 test needs no stored fixture.
 """
+
 import json
 import sqlite3
 from pathlib import Path
@@ -18,10 +19,22 @@ from gemcaption.errors import ModelError
 from gemcaption.retrieval.embedders import MeanTokenEmbedder, TfidfSvdEmbedder, embed_groups, load_embedder
 from gemcaption.retrieval.retriever import Retriever
 
-COLOURS = {"ruby": (230, 40, 30), "garnet": (100, 15, 10), "emerald": (20, 200, 40),
-           "sapphire": (20, 30, 220), "tanzanite": (40, 20, 90), "peridot": (30, 110, 10)}
-CAPTIONS = ["a red oval ruby", "a blue sapphire ring", "a green emerald in gold", "two dogs on the grass",
-            "a silver ring with a small diamond", "a black dog swims"]
+COLOURS = {
+    "ruby": (230, 40, 30),
+    "garnet": (100, 15, 10),
+    "emerald": (20, 200, 40),
+    "sapphire": (20, 30, 220),
+    "tanzanite": (40, 20, 90),
+    "peridot": (30, 110, 10),
+}
+CAPTIONS = [
+    "a red oval ruby",
+    "a blue sapphire ring",
+    "a green emerald in gold",
+    "two dogs on the grass",
+    "a silver ring with a small diamond",
+    "a black dog swims",
+]
 QUERIES = ["bright red stone", "dark blue", "green", "stone"]
 
 
@@ -38,6 +51,7 @@ def same_answers(images):
     def compare(before, after):
         assert answers(after, images) == answers(before, images)
         assert after.ids == before.ids and [after.get(i) for i in after.ids] == [before.get(i) for i in before.ids]
+
     return compare
 
 
@@ -57,18 +71,32 @@ CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 
 def v1_embedder_payload(embedder) -> dict:
     if isinstance(embedder, TfidfSvdEmbedder):
-        return {"kind": "tfidf_svd", "dim": embedder.dim, "requested_dim": embedder.requested_dim,
-                "ngram_max": embedder.ngram_max, "min_df": embedder.min_df, "seed": embedder.seed,
-                "n_terms": len(embedder.vocabulary), "terms": sorted(embedder.vocabulary, key=embedder.vocabulary.get)}
-    return {"kind": "mean_tokens", "dim": embedder.dim, "n_terms": len(embedder.words), "center": embedder.center,
-            "words": embedder.words, "fitted": embedder.fitted}
+        return {
+            "kind": "tfidf_svd",
+            "dim": embedder.dim,
+            "requested_dim": embedder.requested_dim,
+            "ngram_max": embedder.ngram_max,
+            "min_df": embedder.min_df,
+            "seed": embedder.seed,
+            "n_terms": len(embedder.vocabulary),
+            "terms": sorted(embedder.vocabulary, key=embedder.vocabulary.get),
+        }
+    return {
+        "kind": "mean_tokens",
+        "dim": embedder.dim,
+        "n_terms": len(embedder.words),
+        "center": embedder.center,
+        "words": embedder.words,
+        "fitted": embedder.fitted,
+    }
 
 
 def write_v1_embedder(embedder, directory: Path) -> None:
     """``embedder.json`` + ``.npy`` files, as the previous release's ``save`` wrote them."""
     directory.mkdir(parents=True)
-    (directory / "embedder.json").write_text(json.dumps(v1_embedder_payload(embedder), ensure_ascii=False),
-                                             encoding="utf-8")
+    (directory / "embedder.json").write_text(
+        json.dumps(v1_embedder_payload(embedder), ensure_ascii=False), encoding="utf-8"
+    )
     np.save(directory / "idf.npy", embedder.idf)
     if isinstance(embedder, TfidfSvdEmbedder) and embedder.components is not None:
         np.save(directory / "components.npy", embedder.components)
@@ -82,17 +110,28 @@ def write_v1_index(retriever, directory: Path, format_version=1) -> None:
 
     directory.mkdir(parents=True)
     embedder_config = {k: v for k, v in v1_embedder_payload(retriever.embedder).items() if k not in ("terms", "words")}
-    settings = {"format": "gemcaption-index", "format_version": format_version,
-                "index_factory": retriever.index_factory, "search_params": retriever.search_params,
-                "beam_width": retriever.beam_width, "use_references": retriever.use_references,
-                "hybrid_weight": retriever.hybrid_weight, "batch_size": retriever.batch_size,
-                "embedder": embedder_config, "captioner": {"model_dir": retriever.model_dir, "config": None},
-                "next_id": retriever.metadata.next_id}
+    settings = {
+        "format": "gemcaption-index",
+        "format_version": format_version,
+        "index_factory": retriever.index_factory,
+        "search_params": retriever.search_params,
+        "beam_width": retriever.beam_width,
+        "use_references": retriever.use_references,
+        "hybrid_weight": retriever.hybrid_weight,
+        "batch_size": retriever.batch_size,
+        "embedder": embedder_config,
+        "captioner": {"model_dir": retriever.model_dir, "config": None},
+        "next_id": retriever.metadata.next_id,
+    }
     connection = sqlite3.connect(str(directory / "metadata.sqlite"))
     connection.executescript(V1_SCHEMA)
-    connection.executemany("INSERT INTO items VALUES (?, ?, ?, ?, ?, ?)",
-                           ((r.id, r.image, r.content_hash, r.caption, json.dumps(list(r.references)), r.label)
-                            for r in retriever.metadata.records.values()))
+    connection.executemany(
+        "INSERT INTO items VALUES (?, ?, ?, ?, ?, ?)",
+        (
+            (r.id, r.image, r.content_hash, r.caption, json.dumps(list(r.references)), r.label)
+            for r in retriever.metadata.records.values()
+        ),
+    )
     connection.executemany("INSERT INTO settings VALUES (?, ?)", ((k, json.dumps(v)) for k, v in settings.items()))
     connection.commit()
     connection.close()
@@ -101,10 +140,20 @@ def write_v1_index(retriever, directory: Path, format_version=1) -> None:
     np.save(directory / "text_ids.npy", index.table.ids)
     np.save(directory / "text_vectors.npy", index.table.vectors)
     faiss.write_index(index.faiss_index, str(directory / "index.faiss"))
-    (directory / "index.json").write_text(json.dumps(
-        {"dim": index.dim, "factory_setting": index.factory_setting, "factory": index.factory,
-         "search_params_setting": index.search_params_setting, "search_params": index.search_params,
-         "memory_budget": index.memory_budget, "hidden": sorted(index.hidden), "has_faiss_index": True}))
+    (directory / "index.json").write_text(
+        json.dumps(
+            {
+                "dim": index.dim,
+                "factory_setting": index.factory_setting,
+                "factory": index.factory,
+                "search_params_setting": index.search_params_setting,
+                "search_params": index.search_params,
+                "memory_budget": index.memory_budget,
+                "hidden": sorted(index.hidden),
+                "has_faiss_index": True,
+            }
+        )
+    )
     if retriever.visual is not None:
         np.save(directory / "visual_ids.npy", retriever.visual.ids)
         np.save(directory / "visual_vectors.npy", retriever.visual.vectors)
@@ -128,8 +177,12 @@ def test_a_version_1_index_loads_and_answers_identically(images, tmp_path, hybri
 
 def test_the_index_manifest_holds_the_settings_and_checksums(images, tmp_path):
     retriever = Retriever(FakeCaptioner(), progress=False).build(images)
-    assert_round_trip(retriever, lambda r: r.save(tmp_path / "idx"),
-                      lambda path: Retriever.load(path, captioner=FakeCaptioner()), same_answers(images))
+    assert_round_trip(
+        retriever,
+        lambda r: r.save(tmp_path / "idx"),
+        lambda path: Retriever.load(path, captioner=FakeCaptioner()),
+        same_answers(images),
+    )
     manifest = json.loads((tmp_path / "idx" / "manifest.json").read_text())
     assert (manifest["format"], manifest["format_version"], manifest["kind"]) == ("gemcaption-index", 2, "retriever")
     assert manifest["config"]["index_factory"] == "auto" and manifest["config"]["vector_index"]["factory"] == "Flat"
@@ -169,8 +222,12 @@ def test_a_version_1_embedder_loads_and_embeds_identically(tmp_path):
 
 def test_embedder_round_trip_and_unknown_version(tmp_path):
     embedder = TfidfSvdEmbedder(dim=3).fit(CAPTIONS)
-    loaded = assert_round_trip(embedder, lambda e: e.save(tmp_path / "emb"), load_embedder,
-                               lambda a, b: np.array_equal(a.transform(CAPTIONS), b.transform(CAPTIONS)))
+    loaded = assert_round_trip(
+        embedder,
+        lambda e: e.save(tmp_path / "emb"),
+        load_embedder,
+        lambda a, b: np.array_equal(a.transform(CAPTIONS), b.transform(CAPTIONS)),
+    )
     assert loaded.vocabulary == embedder.vocabulary
     manifest_path = tmp_path / "emb" / "manifest.json"
     manifest_path.write_text(json.dumps({**json.loads(manifest_path.read_text()), "format_version": 9}))

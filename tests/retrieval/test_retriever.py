@@ -1,4 +1,5 @@
 """Retriever: build, add, remove, search by every query type, save/load, atomic saves, bad input."""
+
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,8 +27,14 @@ class Sample:
 
 @pytest.fixture
 def images(tmp_path):
-    specs = {"ruby": (230, 40, 30), "garnet": (100, 15, 10), "emerald": (20, 200, 40),
-             "sapphire": (20, 30, 220), "tanzanite": (40, 20, 90), "peridot": (30, 110, 10)}
+    specs = {
+        "ruby": (230, 40, 30),
+        "garnet": (100, 15, 10),
+        "emerald": (20, 200, 40),
+        "sapphire": (20, 30, 220),
+        "tanzanite": (40, 20, 90),
+        "peridot": (30, 110, 10),
+    }
     return {name: make_image(tmp_path / f"{name}.png", rgb, i) for i, (name, rgb) in enumerate(specs.items())}
 
 
@@ -58,8 +65,13 @@ def test_text_search_ranks_by_cosine(retriever):
 @pytest.mark.parametrize("kind", ["path", "pathlib", "pil", "array", "bytes"])
 def test_every_image_query_type_finds_the_image_itself(retriever, images, kind):
     path = images["emerald"]
-    query = {"path": path, "pathlib": Path(path), "pil": Image.open(path),
-             "array": np.asarray(Image.open(path)), "bytes": Path(path).read_bytes()}[kind]
+    query = {
+        "path": path,
+        "pathlib": Path(path),
+        "pil": Image.open(path),
+        "array": np.asarray(Image.open(path)),
+        "bytes": Path(path).read_bytes(),
+    }[kind]
     hits = retriever.search(query, k=2)
     assert names(hits)[0] == "emerald" and hits[0].score == pytest.approx(1.0, abs=1e-5)
 
@@ -130,8 +142,10 @@ def test_remove_then_add_never_reuses_ids(retriever, images, tmp_path):
 
 
 def test_dataset_references_labels_and_training_fit(images):
-    samples = [Sample(images["ruby"], ("a red ruby gem", "an oval ruby"), "Ruby"),
-               Sample(images["sapphire"], ("a blue sapphire",), "Sapphire")]
+    samples = [
+        Sample(images["ruby"], ("a red ruby gem", "an oval ruby"), "Ruby"),
+        Sample(images["sapphire"], ("a blue sapphire",), "Sapphire"),
+    ]
     training = ["a red ruby gem", "a blue sapphire", "an oval ruby", "a green emerald"]
     retriever = Retriever(FakeCaptioner(), progress=False).build(samples, fit_texts=training)
     assert "emerald" in retriever.embedder.vocabulary
@@ -168,8 +182,10 @@ def test_captioner_reference_is_saved_and_loaded_lazily(images, tmp_path, monkey
     retriever = Retriever(FakeCaptioner(), model_dir=tmp_path / "model", progress=False).build([images["ruby"]])
     retriever.save(tmp_path / "idx")
     loaded = Retriever.load(tmp_path / "idx")
-    assert loaded.settings()["captioner"] == {"model_dir": str((tmp_path / "model").absolute()),
-                                              "config": {"format": "fake-captioner"}}
+    assert loaded.settings()["captioner"] == {
+        "model_dir": str((tmp_path / "model").absolute()),
+        "config": {"format": "fake-captioner"},
+    }
     assert names(loaded.search(images["ruby"], k=1)) == ["ruby"]
 
 
@@ -218,8 +234,9 @@ def test_loading_something_else_raises_model_error(tmp_path):
 @pytest.mark.parametrize("factory", ["HNSW32", "IVF2,Flat"])
 def test_other_faiss_index_types_support_remove_and_persist(images, tmp_path, factory):
     params = "nprobe=2" if factory.startswith("IVF") else ""
-    retriever = Retriever(FakeCaptioner(), index_factory=factory, search_params=params,
-                          progress=False).build(list(images.values()))
+    retriever = Retriever(FakeCaptioner(), index_factory=factory, search_params=params, progress=False).build(
+        list(images.values())
+    )
     assert retriever.index.factory == factory
     retriever.remove([0])
     assert "ruby" not in names(retriever.search("red stone", k=6)) and len(retriever.search("stone", k=6)) == 5

@@ -1,4 +1,5 @@
 """The search web app's API and safety rules, through Flask's test client and a fake retriever."""
+
 import io
 import json
 
@@ -21,10 +22,12 @@ class FakeRetriever:
         red, blue = tmp_path / "red.png", tmp_path / "blue.png"
         red.write_bytes(png_bytes("red"))
         blue.write_bytes(png_bytes("blue"))
-        self.records = {0: Record(0, str(red), "h0", "a red stone", ("a ruby",), "ruby"),
-                        1: Record(1, str(blue), "h1", "a blue stone", ("a sapphire",), "sapphire"),
-                        2: Record(2, None, "h2", "a green stone", (), None),
-                        3: Record(3, str(tmp_path / "secret.txt"), "h3", "not an image", (), None)}
+        self.records = {
+            0: Record(0, str(red), "h0", "a red stone", ("a ruby",), "ruby"),
+            1: Record(1, str(blue), "h1", "a blue stone", ("a sapphire",), "sapphire"),
+            2: Record(2, None, "h2", "a green stone", (), None),
+            3: Record(3, str(tmp_path / "secret.txt"), "h3", "not an image", (), None),
+        }
         (tmp_path / "secret.txt").write_text("secret")
         self.queries = []
 
@@ -82,8 +85,11 @@ def test_text_search_returns_ranked_hits_with_image_urls(client, fake):
 
 
 def test_image_upload_is_captioned_and_searched(client, fake):
-    response = client.post("/api/search", data={"image": (io.BytesIO(png_bytes("blue")), "q.png"), "k": "1"},
-                           content_type="multipart/form-data")
+    response = client.post(
+        "/api/search",
+        data={"image": (io.BytesIO(png_bytes("blue")), "q.png"), "k": "1"},
+        content_type="multipart/form-data",
+    )
     assert response.status_code == 200, response.get_data(as_text=True)
     data = response.get_json()
     assert data["query"]["kind"] == "image" and data["query"]["caption"] == "a bright blue stone"
@@ -98,13 +104,15 @@ def test_the_query_caption_uses_the_index_sampler(fake, monkeypatch):
     monkeypatch.setattr(fake.captioner, "caption", lambda images, **kwargs: seen.append(kwargs) or caption(images))
     fake.sampler = "beam-of-3"
     client = create_app(fake).test_client()
-    response = client.post("/api/search", data={"image": (io.BytesIO(png_bytes("red")), "q.png")},
-                           content_type="multipart/form-data")
+    response = client.post(
+        "/api/search", data={"image": (io.BytesIO(png_bytes("red")), "q.png")}, content_type="multipart/form-data"
+    )
     assert response.get_json()["query"]["caption"] == "a bright red stone"
     assert seen[-1] == {"sampler": "beam-of-3"}
     del fake.sampler  # a retriever without samplers: its beam width, as before
-    client.post("/api/search", data={"image": (io.BytesIO(png_bytes("red")), "q.png")},
-                content_type="multipart/form-data")
+    client.post(
+        "/api/search", data={"image": (io.BytesIO(png_bytes("red")), "q.png")}, content_type="multipart/form-data"
+    )
     assert seen[-1] == {"beam_width": 1}
 
 
@@ -117,8 +125,11 @@ def test_search_by_indexed_id(client, fake):
 
 
 def test_non_image_upload_is_refused_with_400(client, fake):
-    response = client.post("/api/search", data={"image": (io.BytesIO(b"#!/bin/sh\necho hi\n"), "x.png")},
-                           content_type="multipart/form-data")
+    response = client.post(
+        "/api/search",
+        data={"image": (io.BytesIO(b"#!/bin/sh\necho hi\n"), "x.png")},
+        content_type="multipart/form-data",
+    )
     assert response.status_code == 400
     assert "not an image" in response.get_json()["error"]
     empty = client.post("/api/search", data={"image": (io.BytesIO(b""), "e.png")}, content_type="multipart/form-data")
@@ -135,8 +146,11 @@ def test_pickle_upload_is_never_unpickled(client, tmp_path):
         def __reduce__(self):
             return (marker.write_text, ("x",))
 
-    response = client.post("/api/search", data={"image": (io.BytesIO(pickle.dumps(Payload())), "x.pkl")},
-                           content_type="multipart/form-data")
+    response = client.post(
+        "/api/search",
+        data={"image": (io.BytesIO(pickle.dumps(Payload())), "x.pkl")},
+        content_type="multipart/form-data",
+    )
     assert response.status_code == 400 and not marker.exists()
 
 
@@ -146,22 +160,26 @@ def test_oversized_upload_gets_413(client, fake):
     buffer = io.BytesIO()
     noise.save(buffer, "PNG")
     assert len(buffer.getvalue()) > 4096
-    response = client.post("/api/search", data={"image": (io.BytesIO(buffer.getvalue()), "big.png")},
-                           content_type="multipart/form-data")
+    response = client.post(
+        "/api/search", data={"image": (io.BytesIO(buffer.getvalue()), "big.png")}, content_type="multipart/form-data"
+    )
     assert response.status_code == 413
     assert "too large" in response.get_json()["error"]
     assert not fake.queries
 
 
-@pytest.mark.parametrize("body, message", [
-    ({"text": "   "}, "empty"),
-    ({"text": "red", "k": 0}, "between"),
-    ({"text": "red", "k": "many"}, "whole number"),
-    ({"text": "red", "k": 1000}, "between"),
-    ({"id": "zero"}, "integer"),
-    ({"text": "x" * 2000}, "longer"),
-    (["red"], "JSON"),
-])
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ({"text": "   "}, "empty"),
+        ({"text": "red", "k": 0}, "between"),
+        ({"text": "red", "k": "many"}, "whole number"),
+        ({"text": "red", "k": 1000}, "between"),
+        ({"id": "zero"}, "integer"),
+        ({"text": "x" * 2000}, "longer"),
+        (["red"], "JSON"),
+    ],
+)
 def test_bad_queries_get_400_with_a_reason(client, body, message):
     response = client.post("/api/search", data=json.dumps(body), content_type="application/json")
     assert response.status_code == 400
@@ -177,11 +195,17 @@ def test_only_indexed_images_are_served_by_id(client, tmp_path):
     served = client.get("/images/0")
     assert served.status_code == 200 and served.mimetype == "image/png"
     assert served.get_data() == (tmp_path / "red.png").read_bytes()
-    assert client.get("/images/2").status_code == 404   # indexed from memory: no file
-    assert client.get("/images/3").status_code == 404   # not an image file
+    assert client.get("/images/2").status_code == 404  # indexed from memory: no file
+    assert client.get("/images/3").status_code == 404  # not an image file
     assert client.get("/images/42").status_code == 404
-    for path in ("/images/-1", "/images/..%2fsecret.txt", "/images/../secret.txt", "/images/red.png",
-                 f"/images/{tmp_path}/red.png", "/static/../../secret.txt"):
+    for path in (
+        "/images/-1",
+        "/images/..%2fsecret.txt",
+        "/images/../secret.txt",
+        "/images/red.png",
+        f"/images/{tmp_path}/red.png",
+        "/static/../../secret.txt",
+    ):
         response = client.get(path)
         assert response.status_code == 404, path
         assert b"secret" not in response.get_data()
@@ -227,8 +251,9 @@ def test_library_errors_keep_their_status(fake):
     client = create_app(fake).test_client()
     bad = client.post("/api/search", json={"text": "zzz"})
     assert bad.status_code == 400 and bad.get_json()["error"] == "the text query has no known word"
-    upload = client.post("/api/search", data={"image": (io.BytesIO(png_bytes("red")), "r.png")},
-                         content_type="multipart/form-data")
+    upload = client.post(
+        "/api/search", data={"image": (io.BytesIO(png_bytes("red")), "r.png")}, content_type="multipart/form-data"
+    )
     assert upload.status_code == 503 and "no captioner" in upload.get_json()["error"]
 
 

@@ -3,6 +3,7 @@
 Needs Debian's ``chromium`` and ``chromium-driver`` packages and ``selenium`` (test-only). Without
 them the test is skipped locally; when the ``CI`` environment variable is set it fails instead.
 """
+
 import os
 import shutil
 import threading
@@ -83,9 +84,18 @@ def browser(tmp_path):
         _require("selenium", False)
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'chromium-profile'}"):
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+    ):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(driver_path), options=options)
     driver.set_page_load_timeout(60)
@@ -120,10 +130,15 @@ def test_upload_image_then_type_text_then_click_a_result(served_index, browser):
     captions = _result_captions(browser, wait, "blue")
     assert captions[0] == "a blue sapphire in a silver ring"
     assert "Generated caption" in browser.find_element(By.ID, "query").text
-    assert all(img.get_attribute("src").split("/images/")[1].isdigit()
-               for img in browser.find_elements(By.CSS_SELECTOR, "#results .result img"))
-    assert wait.until(lambda d: d.execute_script(  # every result image arrives from /images/<id>
-        "return Array.from(document.querySelectorAll('#results img')).every(i => i.complete && i.naturalWidth > 0)"))
+    assert all(
+        img.get_attribute("src").split("/images/")[1].isdigit()
+        for img in browser.find_elements(By.CSS_SELECTOR, "#results .result img")
+    )
+    assert wait.until(
+        lambda d: d.execute_script(  # every result image arrives from /images/<id>
+            "return Array.from(document.querySelectorAll('#results img')).every(i => i.complete && i.naturalWidth > 0)"
+        )
+    )
 
     box = browser.find_element(By.ID, "text-input")
     box.send_keys("emerald")

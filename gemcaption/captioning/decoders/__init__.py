@@ -11,6 +11,7 @@ Decoders are registered lazily (``"module:Class"``), so this package imports no 
 To add one: subclass :class:`~gemcaption.captioning.decoders.base.CaptionDecoder` in
 ``decoders/<name>.py`` (registered as Keras-serializable, package ``"gemcaption"``) and register it below.
 """
+
 from __future__ import annotations
 
 import inspect

@@ -5,6 +5,7 @@ Training calls :meth:`CachedAttention.call` on whole sequences. Generation calls
 (causal self-attention), which appends the token's key and value to a preallocated cache
 instead of re-running the whole prefix.
 """
+
 import keras
 from keras import ops
 
@@ -35,7 +36,7 @@ class CachedAttention(keras.layers.Layer):
 
     def _mix(self, q, k, v, mask):
         # q (B,H,Tq,D), k/v (B,H,Tk,D), mask broadcastable to (B,1|H,Tq,Tk), True = may attend
-        scores = ops.matmul(q, ops.transpose(k, (0, 1, 3, 2))) / (self.key_dim ** 0.5)
+        scores = ops.matmul(q, ops.transpose(k, (0, 1, 3, 2))) / (self.key_dim**0.5)
         if mask is not None:
             scores = ops.where(mask, scores, ops.full_like(scores, -1e9))
         out = ops.matmul(ops.softmax(scores, axis=-1), v)  # (B,H,Tq,D)

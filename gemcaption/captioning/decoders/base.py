@@ -8,6 +8,7 @@ benchmarks/results/train_step_cost.json) before the vocabulary-sized output laye
 the loss and its gradients are exactly those of the masked cross-entropy over full logits,
 at about half the cost of the most expensive layer.
 """
+
 import keras
 from keras import ops
 

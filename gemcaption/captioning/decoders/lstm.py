@@ -3,6 +3,7 @@
 The mean-pooled image feature sets the LSTM's initial state; the LSTM reads the caption so far
 and predicts the next word. Generation carries the LSTM state from token to token.
 """
+
 import keras
 from keras import ops
 
@@ -47,5 +48,11 @@ class LSTMDecoder(CaptionDecoder):
         return self.output_dense(h), {"h": h, "c": c}
 
     def get_config(self):
-        return {**super().get_config(), "vocab_size": self.vocab_size, "seq_len": self.seq_len,
-                "embed_dim": self.embed_dim, "ff_dim": self.ff_dim, "dropout": self.dropout_rate}
+        return {
+            **super().get_config(),
+            "vocab_size": self.vocab_size,
+            "seq_len": self.seq_len,
+            "embed_dim": self.embed_dim,
+            "ff_dim": self.ff_dim,
+            "dropout": self.dropout_rate,
+        }

@@ -4,6 +4,7 @@ A small Transformer encoder block runs over the image feature grid; the decoder 
 self-attention over the caption, cross-attention to the image and a feed-forward block.
 Generation is incremental: each new token attends to cached keys and values of the prefix.
 """
+
 import keras
 from keras import ops
 
@@ -13,8 +14,9 @@ from .base import CaptionDecoder
 
 @keras.saving.register_keras_serializable(package="gemcaption")
 class TransformerDecoder(CaptionDecoder):
-    def __init__(self, vocab_size, seq_len=25, embed_dim=512, ff_dim=512, num_heads=2,
-                 num_layers=1, dropout=0.1, **kwargs):
+    def __init__(
+        self, vocab_size, seq_len=25, embed_dim=512, ff_dim=512, num_heads=2, num_layers=1, dropout=0.1, **kwargs
+    ):
         super().__init__(**kwargs)
         self.vocab_size, self.seq_len = int(vocab_size), int(seq_len)
         self.embed_dim, self.ff_dim = int(embed_dim), int(ff_dim)
@@ -28,14 +30,19 @@ class TransformerDecoder(CaptionDecoder):
         # text side
         self.token_embedding = keras.layers.Embedding(self.vocab_size, self.embed_dim, name="token_embedding")
         self.position_embedding = keras.layers.Embedding(self.seq_len, self.embed_dim, name="position_embedding")
-        self.self_attention = [CachedAttention(self.num_heads, head_dim, name=f"self_attention_{i}")
-                               for i in range(self.num_layers)]
-        self.cross_attention = [CachedAttention(self.num_heads, head_dim, name=f"cross_attention_{i}")
-                                for i in range(self.num_layers)]
-        self.norms = [[keras.layers.LayerNormalization(epsilon=1e-5, name=f"norm_{i}_{j}") for j in range(3)]
-                      for i in range(self.num_layers)]
-        self.ffn_in = [keras.layers.Dense(self.ff_dim, activation="relu", name=f"ffn_in_{i}")
-                       for i in range(self.num_layers)]
+        self.self_attention = [
+            CachedAttention(self.num_heads, head_dim, name=f"self_attention_{i}") for i in range(self.num_layers)
+        ]
+        self.cross_attention = [
+            CachedAttention(self.num_heads, head_dim, name=f"cross_attention_{i}") for i in range(self.num_layers)
+        ]
+        self.norms = [
+            [keras.layers.LayerNormalization(epsilon=1e-5, name=f"norm_{i}_{j}") for j in range(3)]
+            for i in range(self.num_layers)
+        ]
+        self.ffn_in = [
+            keras.layers.Dense(self.ff_dim, activation="relu", name=f"ffn_in_{i}") for i in range(self.num_layers)
+        ]
         self.ffn_out = [keras.layers.Dense(self.embed_dim, name=f"ffn_out_{i}") for i in range(self.num_layers)]
         self.dropout = keras.layers.Dropout(self.dropout_rate)
         self.output_dense = keras.layers.Dense(self.vocab_size, name="logits")
@@ -97,7 +104,8 @@ class TransformerDecoder(CaptionDecoder):
         state = dict(state)
         for i in range(self.num_layers):
             attended, state[f"self_k{i}"], state[f"self_v{i}"] = self.self_attention[i].step(
-                x, state[f"self_k{i}"], state[f"self_v{i}"], position)
+                x, state[f"self_k{i}"], state[f"self_v{i}"], position
+            )
             x = self.norms[i][0](x + attended)
             crossed = self.cross_attention[i].attend_cached(x, state[f"cross_k{i}"], state[f"cross_v{i}"])
             x = self.norms[i][1](x + crossed)
@@ -105,6 +113,13 @@ class TransformerDecoder(CaptionDecoder):
         return self.output_dense(x)[:, 0, :], state
 
     def get_config(self):
-        return {**super().get_config(), "vocab_size": self.vocab_size, "seq_len": self.seq_len,
-                "embed_dim": self.embed_dim, "ff_dim": self.ff_dim, "num_heads": self.num_heads,
-                "num_layers": self.num_layers, "dropout": self.dropout_rate}
+        return {
+            **super().get_config(),
+            "vocab_size": self.vocab_size,
+            "seq_len": self.seq_len,
+            "embed_dim": self.embed_dim,
+            "ff_dim": self.ff_dim,
+            "num_heads": self.num_heads,
+            "num_layers": self.num_layers,
+            "dropout": self.dropout_rate,
+        }

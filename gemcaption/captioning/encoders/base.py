@@ -1,4 +1,5 @@
 """The Encoder object every image encoder returns: a frozen Keras feature extractor plus its identity."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -56,9 +57,9 @@ class Encoder:
 
             starts = tqdm(starts, desc=f"{self.name} features", unit="batch")
         for start in starts:
-            batch = array[start:start + batch_size].astype(np.float32)
+            batch = array[start : start + batch_size].astype(np.float32)
             grid = self.model.predict_on_batch(batch)  # compiled graph: ~2x faster than an eager call
-            out[start:start + len(batch)] = np.asarray(grid).reshape(len(batch), h * w, self.feature_dim)
+            out[start : start + len(batch)] = np.asarray(grid).reshape(len(batch), h * w, self.feature_dim)
         return out
 
     def pooled_features(self, images, batch_size: int = 32, progress: bool = False) -> np.ndarray:
@@ -66,5 +67,7 @@ class Encoder:
         return self.features(images, batch_size=batch_size, progress=progress).mean(axis=1)
 
     def __repr__(self) -> str:
-        return (f"Encoder({self.name!r}, image_size={self.image_size}, feature_dim={self.feature_dim}, "
-                f"weights={self.weights_source!r})")
+        return (
+            f"Encoder({self.name!r}, image_size={self.image_size}, feature_dim={self.feature_dim}, "
+            f"weights={self.weights_source!r})"
+        )

