@@ -175,6 +175,39 @@ def read_json(path: PathLike) -> Any:
         raise ModelError(f"damaged: {path} ({exc.__class__.__name__}: {exc})") from None
 
 
+# -- reading back ----------------------------------------------------------------------------------
+def damaged(path: PathLike, exc: BaseException | str | None = None) -> ModelError:
+    """The one error for a saved file that exists but cannot be read back:
+    ``damaged: PATH (Detail)``, where the detail is the last line of the underlying error, at most
+    200 characters. Raise it ``from None`` so the user sees one line, not a traceback."""
+    if exc is None:
+        return ModelError(f"damaged: {path}")
+    if isinstance(exc, BaseException):
+        lines = str(exc).strip().splitlines()
+        text = f"{exc.__class__.__name__}: {lines[-1]}" if lines else exc.__class__.__name__
+    else:
+        text = exc
+    return ModelError(f"damaged: {path} ({text[:200]})")
+
+
+@contextlib.contextmanager
+def reading(path: PathLike) -> Iterator[None]:
+    """Any failure inside the block becomes :func:`damaged` naming ``path``; a :class:`ModelError`
+    raised inside (already clear) passes through unchanged::
+
+        with reading(directory / "index.faiss"):
+            index = faiss.read_index(str(directory / "index.faiss"))
+    """
+    try:
+        yield
+    except ModelError:
+        raise
+    except (KeyboardInterrupt, MemoryError):
+        raise
+    except Exception as exc:
+        raise damaged(path, exc) from None
+
+
 # -- manifests -------------------------------------------------------------------------------------
 MANIFEST_FILE = "manifest.json"
 
