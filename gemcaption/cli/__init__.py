@@ -1,14 +1,21 @@
 """CLI: the ``gemcaption`` command. Each sub-command group lives in its own module with a
 ``register(subparsers)`` function that adds its parsers and sets ``func`` on them; choices of names
 (encoders, decoders, samplers, classifier kinds...) come from the registries. Every
-:class:`~gemcaption.errors.GemcaptionError` ends the command with one line on stderr and status 2."""
+:class:`~gemcaption.errors.GemcaptionError` ends the command with one line on stderr and status 2.
+
+Global options (``-q``/``--quiet``) are accepted before or after the command; ``--version``
+prints the release. Quiet mode also silences TensorFlow's C++ and absl logging, and Python
+warnings are printed once each, on one line, without source lines."""
 
 import argparse
 import importlib
+import logging
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 
+from .. import __version__
 from ..errors import GemcaptionError
 
 # Sub-command modules, in the order ``gemcaption --help`` lists them.
@@ -20,7 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="gemcaption",
         description="Caption gemstone, jewellery and everyday photos, and search them by image or text.",
     )
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars or chatter")
+    parser.add_argument("--version", action="version", version=f"gemcaption {__version__}")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars, chatter or library logging")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         try:
@@ -30,7 +38,36 @@ def build_parser() -> argparse.ArgumentParser:
                 continue
             raise
         module.register(subparsers)
+    _accept_global_options(subparsers)
     return parser
+
+
+def _accept_global_options(subparsers: argparse._SubParsersAction) -> None:
+    """Let ``-q`` follow the command too (``gemcaption train ... -q``). SUPPRESS keeps a sub-command
+    that was not given ``-q`` from resetting the value set before the command."""
+    for sub in set(subparsers.choices.values()):
+        nested = [a for a in sub._actions if isinstance(a, argparse._SubParsersAction)]
+        for action in nested:
+            _accept_global_options(action)
+        if not any("--quiet" in a.option_strings for a in sub._actions):
+            sub.add_argument(
+                "-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="same as gemcaption -q"
+            )
+
+
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    return f"gemcaption: warning: {category.__name__}: {message}\n"
+
+
+def configure_output(quiet: bool) -> None:
+    """Warnings once each, on one line; with ``quiet``, TensorFlow's C++ and absl logging off too.
+    Must run before TensorFlow is imported for the C++ level to take effect."""
+    warnings.simplefilter("once")
+    warnings.formatwarning = _one_line_warning  # type: ignore[assignment]
+    if quiet:
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+        for name in ("absl", "tensorflow", "keras", "h5py", "PIL"):
+            logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def one_line(exc: BaseException) -> str:
@@ -49,6 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
+        configure_output(bool(getattr(args, "quiet", False)))
         if not getattr(args, "func", None):
             parser.print_help(sys.stderr)
             return 2
