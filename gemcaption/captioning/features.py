@@ -5,6 +5,11 @@ files named by the image's content hash, where the encoder key is a hash of
 ``encoder.config()`` (encoder name, image size, weights identity). Training epochs, validation,
 captioning and indexing all read the same files. Training with image augmentation cannot use the
 cache (every epoch sees different pixels), so the captioner bypasses it then.
+
+Inside ``with memory_features():`` (what the web server wraps each upload in) nothing is written to
+disk: features are kept in a small in-memory LRU (:class:`MemoryFeatureCache`) instead, so an
+upload captioned and then featurised is encoded once and never leaves a file behind. The setting
+is a context variable: it holds for the current thread (or task) only.
 """
 
 from __future__ import annotations
@@ -13,6 +18,11 @@ import hashlib
 import json
 import os
 import tempfile
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +65,49 @@ class FeatureCache:
         os.replace(tmp, path)  # atomic: a crash never leaves a half-written entry
 
 
+class MemoryFeatureCache:
+    """A bounded, thread-safe in-memory stand-in for :class:`FeatureCache` (least recently used out)."""
+
+    def __init__(self, max_items: int = 64):
+        if max_items < 1:
+            raise ValueError("max_items must be positive")
+        self.max_items = int(max_items)
+        self._items: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, digest: str) -> np.ndarray | None:
+        with self._lock:
+            found = self._items.get(digest)
+            if found is not None:
+                self._items.move_to_end(digest)
+            return found
+
+    def put(self, digest: str, features: np.ndarray) -> None:
+        with self._lock:
+            self._items[digest] = features.astype(np.float16)
+            self._items.move_to_end(digest)
+            while len(self._items) > self.max_items:
+                self._items.popitem(last=False)
+
+
+_MEMORY_ONLY: ContextVar[MemoryFeatureCache | None] = ContextVar("gemcaption_memory_features", default=None)
+
+
+@contextmanager
+def memory_features(cache: MemoryFeatureCache | None = None) -> Iterator[MemoryFeatureCache]:
+    """Within this block, :func:`extract_features` writes no file: it uses ``cache`` (default: a new
+    :class:`MemoryFeatureCache`) in place of the disk cache. Calls with ``cache=False`` stay uncached."""
+    store = cache if cache is not None else MemoryFeatureCache()
+    token = _MEMORY_ONLY.set(store)
+    try:
+        yield store
+    finally:
+        _MEMORY_ONLY.reset(token)
+
+
 def extract_features(
     encoder, images, *, cache: bool | FeatureCache = True, batch_size: int = 32, progress: bool = True
 ) -> tuple[np.ndarray, list[int]]:
@@ -66,7 +119,12 @@ def extract_features(
     from tqdm.auto import tqdm
 
     images = list(images)
-    store = cache if isinstance(cache, FeatureCache) else (FeatureCache(encoder) if cache else None)
+    store: FeatureCache | MemoryFeatureCache | None
+    memory = _MEMORY_ONLY.get()
+    if memory is not None and cache is not False:
+        store = memory  # uploads: never touch the disk cache
+    else:
+        store = cache if isinstance(cache, FeatureCache) else (FeatureCache(encoder) if cache else None)
     results: dict[int, np.ndarray] = {}
     missing: list[int] = []
     digests: dict[int, str] = {}

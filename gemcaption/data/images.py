@@ -5,7 +5,11 @@
 * A missing, empty, corrupt, truncated or non-image file raises :class:`ImageError` naming it;
   :func:`load_images` skips such files with one warning each and a summary count.
 * Decompression bombs are refused: images above ``Image.MAX_IMAGE_PIXELS`` pixels
-  (:data:`MAX_PIXELS` by default, read at call time) raise :class:`ImageError` before decoding.
+  (:data:`MAX_PIXELS` by default, read at call time) raise :class:`ImageError` before decoding;
+  ``load_image(..., max_pixels=N)`` sets a lower cap per call (:class:`PixelLimitError`, read from
+  the header before any pixel is decoded) and :func:`read_image_size` reads the size alone.
+* ``load_image(..., max_side=N)`` shrinks an image right after decoding (JPEG: decoded at a reduced
+  scale already), so a large upload does not stay in memory at full size.
 * :func:`load_images` resizes with a plain bicubic resize to ``size x size``: no crop, so the
   aspect ratio is not kept (a gem at the edge of a photo stays in view).
 * :data:`IMAGE_EXTENSIONS` is the one list of file endings gemcaption takes for images.
@@ -38,9 +42,15 @@ if Image.MAX_IMAGE_PIXELS is None or Image.MAX_IMAGE_PIXELS > MAX_PIXELS:
     Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 
 
+class PixelLimitError(ImageError):
+    """An image has more pixels than the cap in force (checked from its header, before decoding)."""
+
+
 class SkippedImageWarning(UserWarning):
     """An image could not be read and was left out (the message names it and says why)."""
 
+
+ImageFileLike = io.BytesIO | io.BufferedReader
 
 ImageSource = str | os.PathLike | Image.Image | np.ndarray | bytes | bytearray | memoryview
 """What :func:`load_image` reads: a path, a PIL image, a pixel array or the encoded bytes of a file."""
@@ -64,32 +74,41 @@ def describe_source(source: object) -> str:
     return f"<{type(source).__name__}>"
 
 
-def _check_pixel_limit(image: Image.Image, name: str) -> None:
+def _check_pixel_limit(image: Image.Image, name: str, max_pixels: int | None = None) -> None:
+    width, height = image.size
+    if max_pixels is not None and width * height > max_pixels:
+        raise PixelLimitError(f"{name}: {width}x{height} pixels exceeds the limit of {max_pixels} pixels")
     limit = Image.MAX_IMAGE_PIXELS
-    if limit and image.size[0] * image.size[1] > limit:
-        raise ImageError(
-            f"{name}: {image.size[0]}x{image.size[1]} pixels exceeds the limit of {limit} (possible decompression bomb)"
+    if limit and width * height > limit:
+        raise PixelLimitError(
+            f"{name}: {width}x{height} pixels exceeds the limit of {limit} (possible decompression bomb)"
         )
 
 
-def _open_encoded(stream, name: str, draft_size: int | None = None) -> Image.Image:
+def _open_encoded(
+    stream, name: str, draft_size: int | None = None, max_pixels: int | None = None, max_side: int | None = None
+) -> Image.Image:
     """Open and fully decode an encoded image, turning every failure into ImageError.
 
     ``draft_size``: let the JPEG decoder reduce the image by a power of two on the fly while
     keeping both sides at least that large (much faster for big photos that will be shrunk).
+    ``max_pixels`` is checked from the header, before decoding; ``max_side`` shrinks the result.
     """
+    draft = min(s for s in (draft_size, max_side) if s) if (draft_size or max_side) else None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(stream)
-            _check_pixel_limit(image, name)
-            if draft_size and image.format == "JPEG" and image.mode in ("RGB", "L"):
-                image.draft(image.mode, (draft_size, draft_size))
+            _check_pixel_limit(image, name, max_pixels)
+            if draft and image.format == "JPEG" and image.mode in ("RGB", "L"):
+                image.draft(image.mode, (draft, draft))
             image.load()
+            if max_side and max(image.size) > max_side and image.mode in ("RGB", "RGBA", "L", "LA"):
+                image.thumbnail((max_side, max_side), Image.Resampling.BICUBIC)
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageError(f"{name}: refused as a possible decompression bomb ({exc})") from None
+        raise PixelLimitError(f"{name}: refused as a possible decompression bomb ({exc})") from None
     except UnidentifiedImageError:
         raise ImageError(f"{name}: not an image file (format not recognised)") from None
     except (
@@ -172,7 +191,46 @@ def to_rgb(image: Image.Image) -> Image.Image:
         raise ImageError(f"image mode {mode!r} cannot be converted to RGB ({exc})") from None
 
 
-def load_image(source: ImageSource, draft_size: int | None = None) -> Image.Image:
+def read_image_size(source: ImageSource) -> tuple[int, int]:
+    """``(width, height)`` of an image, from the file header only (no pixel is decoded).
+
+    Raises :class:`ImageError` when the source is not a readable image header, and
+    :class:`PixelLimitError` when Pillow refuses it outright as a decompression bomb.
+    """
+    name = describe_source(source)
+    if isinstance(source, Image.Image):
+        return source.size
+    if isinstance(source, np.ndarray):
+        if source.ndim < 2:
+            raise ImageError(f"array of shape {source.shape}: expected HxW, HxWx3 or HxWx4")
+        return int(source.shape[1]), int(source.shape[0])
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        stream: ImageFileLike = io.BytesIO(bytes(source))
+    elif isinstance(source, (str, os.PathLike)):
+        try:
+            stream = open(source, "rb")  # noqa: SIM115 - closed below
+        except OSError as exc:
+            raise ImageError(f"{name}: cannot be read ({exc.strerror or exc})") from None
+    else:
+        raise ImageError(f"{name}: unsupported image source type {type(source).__name__}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(stream) as image:
+                return image.size
+    except Image.DecompressionBombError as exc:
+        raise PixelLimitError(f"{name}: refused as a possible decompression bomb ({exc})") from None
+    except UnidentifiedImageError:
+        raise ImageError(f"{name}: not an image file (format not recognised)") from None
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, struct.error) as exc:
+        raise ImageError(f"{name}: corrupt or truncated image header ({type(exc).__name__}: {exc})") from None
+    finally:
+        stream.close()
+
+
+def load_image(
+    source: ImageSource, draft_size: int | None = None, *, max_pixels: int | None = None, max_side: int | None = None
+) -> Image.Image:
     """Read one image as an upright 8-bit RGB :class:`PIL.Image.Image`.
 
     ``source``: a path (str or Path), a PIL image, a numpy array (HxW or HxWx3/4, uint8 or float
@@ -180,17 +238,28 @@ def load_image(source: ImageSource, draft_size: int | None = None) -> Image.Imag
     when it is missing, empty, corrupt, truncated, not an image, or larger than the pixel limit.
     ``draft_size`` (optional): a JPEG may be decoded at a reduced scale whose sides stay at least
     this large, when the caller will shrink it anyway (:func:`load_images` does).
+    ``max_pixels`` (optional): refuse larger images with :class:`PixelLimitError`, read from the
+    header before decoding. ``max_side`` (optional): shrink the result (aspect kept) so that no side
+    is longer, right after decoding.
     """
     name = describe_source(source)
+    if max_pixels is not None and max_pixels < 1:
+        raise ConfigError(f"max_pixels must be positive, got {max_pixels}")
+    if max_side is not None and max_side < 1:
+        raise ConfigError(f"max_side must be positive, got {max_side}")
     if isinstance(source, Image.Image):
-        _check_pixel_limit(source, name)
+        _check_pixel_limit(source, name, max_pixels)
         image = source
     elif isinstance(source, np.ndarray):
+        if max_pixels is not None and source.ndim >= 2 and source.shape[0] * source.shape[1] > max_pixels:
+            raise PixelLimitError(
+                f"{name}: {source.shape[1]}x{source.shape[0]} pixels exceeds the limit of {max_pixels}"
+            )
         image = _from_array(source)
     elif isinstance(source, (bytes, bytearray, memoryview)):
         if len(source) == 0:
             raise ImageError(f"{name}: empty image data")
-        image = _open_encoded(io.BytesIO(bytes(source)), name, draft_size)
+        image = _open_encoded(io.BytesIO(bytes(source)), name, draft_size, max_pixels, max_side)
     elif isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if not path.exists():
@@ -200,12 +269,15 @@ def load_image(source: ImageSource, draft_size: int | None = None) -> Image.Imag
         if path.stat().st_size == 0:
             raise ImageError(f"{name}: empty file")
         with open(path, "rb") as handle:
-            image = _open_encoded(handle, name, draft_size)
+            image = _open_encoded(handle, name, draft_size, max_pixels, max_side)
     else:
         raise ImageError(f"{name}: unsupported image source type {type(source).__name__}")
     with contextlib.suppress(Exception):  # a broken EXIF block must not make a readable image unreadable
         image = ImageOps.exif_transpose(image)
     rgb = to_rgb(image)
+    if max_side and max(rgb.size) > max_side:
+        rgb = rgb.copy() if rgb is source else rgb
+        rgb.thumbnail((max_side, max_side), Image.Resampling.BICUBIC)
     return rgb.copy() if rgb is source else rgb
 
 
