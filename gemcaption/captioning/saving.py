@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, ModelError
-from ..persistence import has_manifest, read_json, read_manifest, resolve_directory, save_directory
+from ..persistence import has_manifest, read_json, read_manifest, reading, resolve_directory, save_directory
 from .config import CaptionerConfig
 
 if TYPE_CHECKING:
@@ -139,8 +139,6 @@ def save_captioner(captioner: Captioner, path) -> Path:
 
 def load_captioner(cls: type[Captioner], path, feature_cache=True) -> Captioner:
     """The captioner saved in ``path`` (version 1 or 2); ModelError naming the file that fails."""
-    import keras
-
     from .decoders import decoder_class
     from .encoders import build_encoder
     from .vocabulary import Vocabulary
@@ -152,23 +150,28 @@ def load_captioner(cls: type[Captioner], path, feature_cache=True) -> Captioner:
         read_manifest(path, FORMAT, {FORMAT_VERSION})  # every file present with its checksum
     try:
         config = CaptionerConfig.from_config(saved["config"])
-    except ConfigError as exc:
-        raise ModelError(f"damaged: {path} (settings: {exc})") from None
+    except (ConfigError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ModelError(f"damaged: {path} (settings: {exc.__class__.__name__}: {exc})") from None
     captioner = cls(config=config, feature_cache=feature_cache)
     decoder_class(config.decoder.kind)  # imports the decoder's module, registering its class with Keras
     captioner.vocabulary = _load_file(path / "vocabulary.json", Vocabulary.load)
-    captioner.decoder = _load_file(
-        path / "decoder.keras", lambda file: keras.models.load_model(file, compile=False, safe_mode=True)
-    )
+    captioner.decoder = read_keras_file(path / "decoder.keras")
+    _check_decoder(captioner, path / "decoder.keras")
     spec = config.encoder
     encoder = build_encoder(spec.name, image_size=spec.image_size, weights=None)
     _load_file(path / "encoder.weights.h5", encoder.model.load_weights)
     weights = saved["encoder_weights"]
+    if not isinstance(weights, dict) or not all(
+        isinstance(weights.get(k), str) for k in ("weights_id", "weights_source")
+    ):
+        raise ModelError(f"damaged: {path / 'manifest.json'} (encoder_weights is not a weights_id and weights_source)")
     encoder.weights_id = weights["weights_id"]  # same weights as when trained: same feature-cache entries
     encoder.weights_source = f"{weights['weights_source']} (stored in {path})"
     captioner._encoder = encoder
     history = path / "history.json"
     captioner.history = read_json(history) if history.exists() else {}
+    if not isinstance(captioner.history, dict):
+        raise ModelError(f"damaged: {history} (not a JSON object)")
     captioner.model_dir = str(path.absolute())
     return captioner
 
@@ -176,10 +179,36 @@ def load_captioner(cls: type[Captioner], path, feature_cache=True) -> Captioner:
 def _load_file(path: Path, load):
     if not path.is_file():
         raise ModelError(f"damaged: {path} (missing)")
-    try:
+    with reading(path):  # Keras, h5py and JSON raise many kinds; all mean the same to the user
         return load(path)
-    except ModelError:
-        raise
-    except Exception as exc:  # Keras and h5py raise many kinds; all mean the same to the user
-        detail = str(exc).splitlines()[0] if str(exc) else "no detail"
-        raise ModelError(f"damaged: {path} ({exc.__class__.__name__}: {detail})") from None
+
+
+def read_keras_file(path, custom_objects: dict | None = None, compile: bool = False):
+    """The Keras model saved in ``path`` (a ``.keras`` file), loaded with ``safe_mode=True``: no
+    lambda or other code stored in the file runs, and a file naming a module or class outside
+    Keras and gemcaption's registered layers is refused. Every failure (missing, truncated, not a
+    zip, unknown class, wrong arguments...) is one :class:`ModelError` ``damaged: PATH (...)``."""
+    import keras
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"damaged: {path} (missing)")
+    with reading(path):
+        model = keras.saving.load_model(path, custom_objects=custom_objects, compile=compile, safe_mode=True)
+    if not isinstance(model, keras.Model):
+        raise ModelError(f"damaged: {path} (holds a {type(model).__name__}, not a Keras model)")
+    return model
+
+
+def _check_decoder(captioner: Captioner, path: Path) -> None:
+    """The loaded decoder is a caption decoder of the saved kind whose output matches the vocabulary."""
+    from .decoders.base import CaptionDecoder
+
+    decoder = captioner.decoder
+    if not isinstance(decoder, CaptionDecoder):
+        raise ModelError(f"damaged: {path} (holds a {type(decoder).__name__}, not a caption decoder)")
+    vocab_size = getattr(decoder, "vocab_size", None)
+    if vocab_size != len(captioner.vocabulary):
+        raise ModelError(
+            f"damaged: {path} (the decoder predicts {vocab_size} words, the vocabulary has {len(captioner.vocabulary)})"
+        )

@@ -12,18 +12,50 @@ a classifier being saved): atomically, with a ``manifest.json`` (format
 ``{"constructor": get_config(), "num_classes": K, ...}``) and the checksums of the model's files.
 :func:`read_model_file` also reads the previous layout (a ``model.json``, format version 1) so old
 directories keep loading.
+
+Nothing loaded runs code: model files are JSON, ``.npz`` read with ``allow_pickle=False`` (see
+:mod:`.forest` and :mod:`.svm_arrays`) and Keras files read by :func:`read_keras_file`
+(``safe_mode=True``, every failure a :class:`ModelError`). The one exception is the pickled
+``estimator.joblib`` of directories saved by earlier releases (RF and SVM): it is refused unless
+the caller trusts it, with ``trust=True`` (:func:`load_model_dir`, ``DescriptorClassifier.load``),
+``with trusted_loading():`` around any load, or ``gemcaption classify predict --trust``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
+from ..captioning.saving import read_keras_file
 from ..errors import DatasetError, ImageError, ModelError, UnknownNameError
 from ..persistence import has_manifest, read_json, read_manifest, resolve_directory, save_directory, write_manifest
 from .kinds import MODEL_CLASSES
+
+__all__ = ["read_keras_file", "trusted_loading", "trusting", "load_model_dir", "read_model_file"]
+
+_TRUST: contextvars.ContextVar[bool] = contextvars.ContextVar("gemcaption_trust_pickles", default=False)
+
+
+@contextlib.contextmanager
+def trusted_loading(trust: bool = True) -> Iterator[None]:
+    """Within the block, loads accept the pickled ``estimator.joblib`` of earlier releases
+    (pickle runs code: only for directories you made yourself). ``trust=False`` changes nothing."""
+    token = _TRUST.set(bool(trust) or _TRUST.get())
+    try:
+        yield
+    finally:
+        _TRUST.reset(token)
+
+
+def trusting(trust: bool | None = None) -> bool:
+    """Whether a load may read a pickle: ``trust`` when given, else the enclosing :func:`trusted_loading`."""
+    return _TRUST.get() if trust is None else bool(trust)
+
 
 MODEL_FORMAT = "gemcaption-classifier-model"
 MODEL_FORMAT_VERSION = 2
@@ -113,7 +145,10 @@ def read_model_file(directory) -> dict:
     if has_manifest(path):
         manifest = read_manifest(path, MODEL_FORMAT, (MODEL_FORMAT_VERSION,))
         extra = {key: value for key, value in manifest.config.items() if key != "constructor"}
-        payload = {"kind": manifest.kind, "config": dict(manifest.config.get("constructor") or {}), **extra}
+        constructor = manifest.config.get("constructor") or {}
+        if not isinstance(constructor, dict):
+            raise ModelError(f"damaged: {path / 'manifest.json'} (the constructor config is not an object)")
+        payload = {"kind": manifest.kind, "config": dict(constructor), **extra}
     elif (path / LEGACY_MODEL_FILE).is_file():
         payload = read_json(path / LEGACY_MODEL_FILE)
         if not isinstance(payload, dict) or not isinstance(payload.get("config"), dict):
@@ -127,10 +162,20 @@ def read_model_file(directory) -> dict:
     return payload
 
 
-def load_model_dir(directory):
-    """Load whichever model kind ``directory`` holds."""
+def load_model_dir(directory, trust: bool = False):
+    """Load whichever model kind ``directory`` holds; ``trust=True`` also reads the pickled
+    ``estimator.joblib`` of earlier releases (see the module docstring)."""
     payload = read_model_file(directory)
-    return MODEL_CLASSES.get(payload["kind"]).load(directory)
+    with trusted_loading(trust):
+        return MODEL_CLASSES.get(payload["kind"]).load(directory)
+
+
+def saved_num_classes(payload: dict, directory) -> int:
+    """The ``num_classes`` a model file records, checked (an int >= 2); ModelError otherwise."""
+    value = payload.get("num_classes")
+    if not isinstance(value, int) or isinstance(value, bool) or value < 2:
+        raise ModelError(f"damaged: {Path(directory) / 'manifest.json'} (num_classes is {value!r})")
+    return value
 
 
 class Timer:
@@ -157,6 +202,8 @@ def config_from_model_file(directory, encoder=None, tuple_keys=("views",)) -> tu
     payload = read_model_file(directory)
     config = dict(payload["config"])
     for key in tuple_keys:
+        if not isinstance(config.get(key), list) or not all(isinstance(item, str) for item in config[key]):
+            raise ModelError(f"damaged: {Path(directory) / 'manifest.json'} ({key} is not a list of names)")
         config[key] = tuple(config[key])
     if encoder is not None:
         config["encoder"] = encoder

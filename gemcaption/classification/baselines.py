@@ -17,10 +17,20 @@ from pathlib import Path
 import numpy as np
 from sklearn.svm import SVC
 
-from ..errors import ConfigError, DatasetError, ModelError
-from .base import SavedModel, check_images, check_labels, config_from_model_file, softmax
+from ..errors import ConfigError, DatasetError, GemcaptionError, ModelError
+from ..persistence import damaged, read_json, reading, write_json
+from .base import (
+    SavedModel,
+    check_images,
+    check_labels,
+    config_from_model_file,
+    saved_num_classes,
+    softmax,
+    trusting,
+)
 from .descriptors import foreground_color_histogram, handcrafted_features
 from .forest import ForestArrays, forest_arrays
+from .svm_arrays import SVMArrays, svm_arrays
 
 VIEWS = {
     "identity": lambda x: x,
@@ -31,7 +41,10 @@ VIEWS = {
 FEATURE_SETS = ("handcrafted", "encoder", "foreground")
 LOGREG_FILE = "logreg.npz"
 FOREST_FILE = "forest.npz"
-JOBLIB_FILE = "estimator.joblib"  # the SVM (and, in format version 1, the Random Forest)
+SVM_FILE = "svm.npz"  # arrays; the kernel parameters are in SVM_PARAMS_FILE
+SVM_PARAMS_FILE = "svm.json"
+JOBLIB_FILE = "estimator.joblib"  # pickled by earlier releases (SVM; RF in format version 1): needs trust
+LOGREG_ARRAYS = ("mean", "scale", "coef", "intercept", "classes")
 
 
 def make_encoder(name: str, image_size: int, weights):
@@ -146,9 +159,10 @@ class DescriptorClassifier(SavedModel):
     ``features``: any of ``"handcrafted"`` (colour histogram + LBP), ``"encoder"`` (pooled encoder
     features) and ``"foreground"`` (HSV histogram of the stone's pixels, backdrop masked out).
     ``views``: image copies added in training and averaged at test time.
-    Logistic regression and the Random Forest are saved as plain arrays (``.npz``, see
-    :mod:`gemcaption.classification.forest`); the SVM with joblib, which uses pickle (as did the RF
-    in format version 1): load only SVM directories you trained yourself.
+    All three are saved as plain arrays (``.npz`` read with ``allow_pickle=False``; see
+    :mod:`gemcaption.classification.forest` and :mod:`gemcaption.classification.svm_arrays`, whose
+    kernel parameters go to ``svm.json``). Directories of earlier releases holding a pickled
+    ``estimator.joblib`` load only with ``trust=True``; saving such a model again writes arrays.
     """
 
     kind = "descriptor"
@@ -257,37 +271,44 @@ class DescriptorClassifier(SavedModel):
         return np.mean(probabilities, axis=0)
 
     def write_files(self, path: Path) -> None:
-        """The fitted estimator (npz for logreg and rf, joblib for svm), into the existing directory ``path``."""
+        """The fitted estimator as arrays (and, for the SVM, its kernel parameters as JSON) in the
+        existing directory ``path``; nothing is pickled."""
         if self.classifier == "logreg":
             arrays = self.model if isinstance(self.model, dict) else _logreg_arrays(self.model)
-            np.savez(path / LOGREG_FILE, **arrays)
+            _save_arrays(path / LOGREG_FILE, arrays)
         elif self.classifier == "rf":
-            np.savez(path / FOREST_FILE, **forest_arrays(self.model))
+            _save_arrays(path / FOREST_FILE, forest_arrays(self.model))
         else:
-            import joblib
-
-            joblib.dump(self.model, path / JOBLIB_FILE)
+            arrays, params = svm_arrays(self.model)
+            _save_arrays(path / SVM_FILE, arrays)
+            write_json(path / SVM_PARAMS_FILE, params)
 
     @classmethod
-    def load(cls, directory, encoder=None):
-        """Rebuild from a directory written by :meth:`save` (joblib files: trusted directories only)."""
+    def load(cls, directory, encoder=None, trust: bool | None = None):
+        """Rebuild from a directory written by :meth:`save`. A pickled ``estimator.joblib`` (earlier
+        releases) is refused unless ``trust`` is true (or the load runs inside ``trusted_loading()``)."""
         payload, config = config_from_model_file(directory, encoder, ("features", "views"))
-        model = cls(**config)
-        model.num_classes = int(payload["num_classes"])
         path = Path(directory)
         try:
-            if model.classifier == "logreg":
-                with np.load(path / LOGREG_FILE, allow_pickle=False) as data:
-                    model.model = {key: data[key] for key in data.files}
-            elif model.classifier == "rf" and (path / FOREST_FILE).is_file():
-                with np.load(path / FOREST_FILE, allow_pickle=False) as data:
-                    model.model = ForestArrays({key: data[key] for key in data.files})
-            else:  # the SVM, or a Random Forest saved by format version 1
-                import joblib
-
-                model.model = joblib.load(path / JOBLIB_FILE)
-        except (OSError, ValueError, KeyError) as exc:
-            raise ModelError(f"{directory}: cannot read the fitted estimator ({exc})") from exc
+            model = cls(**config)
+        except (GemcaptionError, TypeError, ValueError) as exc:
+            raise damaged(path / "manifest.json", f"config: {exc}") from None
+        model.num_classes = saved_num_classes(payload, path)
+        if model.classifier == "logreg":
+            model.model = _logreg_from_arrays(_load_arrays(path / LOGREG_FILE), path / LOGREG_FILE)
+        elif model.classifier == "rf" and (path / FOREST_FILE).is_file():
+            arrays = _load_arrays(path / FOREST_FILE)
+            model.model = _rebuilt(path / FOREST_FILE, lambda: ForestArrays(arrays))
+        elif model.classifier == "svm" and (path / SVM_FILE).is_file():
+            arrays, params = _load_arrays(path / SVM_FILE), read_json(path / SVM_PARAMS_FILE)
+            model.model = _rebuilt(path / SVM_FILE, lambda: SVMArrays(arrays, params))
+        else:  # the SVM or Random Forest of an earlier release: a pickle
+            model.model = _load_joblib(path / JOBLIB_FILE, trusting(trust))
+        classes = np.asarray(model.model["classes"] if isinstance(model.model, dict) else model.model.classes_)
+        if classes.dtype.kind not in "iu" or classes.ndim != 1 or not len(classes) or classes.min() < 0:
+            raise ModelError(f"damaged: {path} (the estimator's classes are not class indices)")
+        if classes.max() >= model.num_classes:
+            raise ModelError(f"damaged: {path} (the estimator's classes do not fit num_classes={model.num_classes})")
         return model
 
 
@@ -351,3 +372,64 @@ def _logreg_arrays(pipeline) -> dict:
         "intercept": logreg.intercept_,
         "classes": logreg.classes_.astype(np.int64),
     }
+
+
+def _save_arrays(path: Path, arrays: dict) -> None:
+    with open(path, "wb") as handle:  # inside a staging directory: made atomic by the directory swap
+        named: dict[str, np.ndarray] = {str(name): np.asarray(value) for name, value in arrays.items()}
+        np.savez(handle, allow_pickle=False, **named)
+
+
+def _load_arrays(path: Path) -> dict[str, np.ndarray]:
+    """Every array of the ``.npz`` at ``path``, read with ``allow_pickle=False``; damaged otherwise."""
+    if not path.is_file():
+        raise ModelError(f"damaged: {path} (missing)")
+    with reading(path), np.load(path, allow_pickle=False) as data:
+        return {key: data[key] for key in data.files}
+
+
+def _rebuilt(path: Path, build):
+    """``build()``, its ModelError (inconsistent arrays) reported as ``damaged: PATH``."""
+    try:
+        return build()
+    except ModelError as exc:
+        raise damaged(path, str(exc)) from None
+
+
+def _logreg_from_arrays(arrays: dict[str, np.ndarray], path: Path) -> dict[str, np.ndarray]:
+    """The logistic-regression arrays, with their shapes checked against each other."""
+    missing = [name for name in LOGREG_ARRAYS if name not in arrays]
+    if missing:
+        raise damaged(path, f"lacks {', '.join(missing)}")
+    mean, scale, coef, intercept, classes = (arrays[name] for name in LOGREG_ARRAYS)
+    rows = 1 if len(classes) == 2 else len(classes)
+    if (
+        any(arrays[name].dtype.kind not in "fiu" for name in LOGREG_ARRAYS)
+        or mean.ndim != 1
+        or scale.shape != mean.shape
+        or coef.shape != (rows, len(mean))
+        or intercept.shape != (rows,)
+        or classes.ndim != 1
+        or len(classes) < 2
+    ):
+        raise damaged(path, "array shapes disagree")
+    return {name: arrays[name] for name in LOGREG_ARRAYS}
+
+
+def _load_joblib(path: Path, trust: bool):
+    """A pickled estimator of an earlier release, only when trusted (unpickling runs code)."""
+    if not path.is_file():
+        raise ModelError(f"damaged: {path.parent} (no estimator file: {FOREST_FILE}, {SVM_FILE} or {JOBLIB_FILE})")
+    if not trust:
+        raise ModelError(
+            f"{path}: this model was saved by an earlier gemcaption as a pickle, and loading a pickle "
+            "can run any code it contains; if you made this file yourself, pass --trust "
+            "(Python: trust=True), then save the model again to store it without pickle"
+        )
+    import joblib
+
+    with reading(path):
+        estimator = joblib.load(path)
+    if not hasattr(estimator, "predict_proba") or not hasattr(estimator, "classes_"):
+        raise damaged(path, f"holds a {type(estimator).__name__}, not a fitted classifier")
+    return estimator

@@ -53,10 +53,36 @@ class ForestArrays:
         if missing:
             raise ModelError(f"the forest arrays lack {', '.join(missing)}")
         self.arrays = {name: np.asarray(arrays[name]) for name in ARRAY_NAMES}
-        nodes = len(self.arrays["feature"])
-        if any(len(self.arrays[name]) != nodes for name in ("children_left", "children_right", "threshold", "value")):
-            raise ModelError("the forest arrays disagree in length")
+        self._check()
         self.classes_ = self.arrays["classes"]
+
+    def _check(self) -> None:
+        """Shapes and links that predict_proba relies on: every inner node's children come after it
+        (as scikit-learn builds trees), so a walk always ends; ModelError otherwise."""
+        a = self.arrays
+        if any(a[name].dtype.kind not in "fiu" for name in ARRAY_NAMES):
+            raise ModelError("the forest arrays hold something other than numbers")
+        nodes = len(a["feature"])
+        left, right, roots = a["children_left"], a["children_right"], a["roots"]
+        if any(a[name].shape != (nodes,) for name in ("children_left", "children_right", "threshold", "feature")):
+            raise ModelError("the forest arrays disagree in length")
+        if a["value"].shape != (nodes, len(a["classes"])) or a["classes"].ndim != 1 or roots.ndim != 1:
+            raise ModelError("the forest's class fractions do not match its classes")
+        index = np.arange(nodes)
+        inner = left != LEAF
+        if (
+            not len(roots)
+            or roots.min() < 0
+            or roots.max() >= nodes
+            or ((right != LEAF) != inner).any()
+            or (left[inner] <= index[inner]).any()
+            or (right[inner] <= index[inner]).any()
+            or (left[inner] >= nodes).any()
+            or (right[inner] >= nodes).any()
+            or (a["feature"][inner] < 0).any()
+            or not np.isfinite(a["value"]).all()
+        ):
+            raise ModelError("the forest's node links are broken")
 
     def predict_proba(self, x) -> np.ndarray:
         """Class probabilities ``(N, len(classes_))``: the mean over trees of the leaf fractions."""

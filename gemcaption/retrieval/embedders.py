@@ -31,9 +31,11 @@ import numpy as np
 
 from ..errors import ConfigError, GemcaptionError, ModelError, UnknownNameError
 from ..persistence import (
+    damaged,
     has_manifest,
     read_json,
     read_manifest,
+    reading,
     resolve_directory,
     save_directory,
     write_json,
@@ -73,11 +75,34 @@ def _as_text_list(texts) -> list[str]:
     return [str(t) for t in texts]
 
 
-def _load_array(path: Path) -> np.ndarray:
-    try:
-        return np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"damaged: {path} ({exc})") from None
+def _load_array(path: Path, ndim: int) -> np.ndarray:
+    """The finite float array of ``ndim`` dimensions in ``path`` (``allow_pickle=False``); damaged otherwise."""
+    if not path.is_file():
+        raise ModelError(f"damaged: {path} (missing)")
+    with reading(path):
+        array = np.load(path, allow_pickle=False)
+    if array.dtype.kind != "f" or array.ndim != ndim:
+        raise damaged(path, f"holds {array.dtype} of shape {array.shape}, expected {ndim}-d floats")
+    if not np.isfinite(array).all():
+        raise damaged(path, "holds values that are not finite numbers")
+    return array
+
+
+def _load_terms(directory: Path, terms) -> list[str]:
+    """``terms`` (from a version-1 file) or ``terms.json``: a list of strings; damaged otherwise."""
+    where = directory / TERMS_FILE
+    if terms is None:
+        terms = read_json(where)
+    else:
+        where = directory / LEGACY_EMBEDDER_FILE
+    if not isinstance(terms, list) or not all(isinstance(term, str) for term in terms):
+        raise damaged(where, "the terms are not a list of words")
+    return terms
+
+
+def _check_dim(embedder, config: dict, directory: Path) -> None:
+    if "dim" in config and config["dim"] != embedder.dim:
+        raise damaged(directory, f"the settings say dim {config['dim']!r}, the arrays hold {embedder.dim}")
 
 
 def embed_groups(embedder, groups: list[list[str]]) -> np.ndarray:
@@ -220,13 +245,18 @@ class TfidfSvdEmbedder:
             min_df=config["min_df"],
             seed=config.get("seed", 0),
         )
-        terms = read_json(directory / TERMS_FILE) if terms is None else terms
-        embedder.vocabulary = {str(term): i for i, term in enumerate(terms)}
-        embedder.idf = _load_array(directory / "idf.npy").astype(np.float32)
+        terms = _load_terms(directory, terms)
+        embedder.vocabulary = {term: i for i, term in enumerate(terms)}
+        if len(embedder.vocabulary) != len(terms):
+            raise damaged(directory / TERMS_FILE, "the terms repeat")
+        embedder.idf = _load_array(directory / "idf.npy", 1).astype(np.float32)
         components = directory / "components.npy"
-        embedder.components = _load_array(components) if components.exists() else None
+        embedder.components = _load_array(components, 2) if components.exists() else None
         if len(embedder.idf) != len(embedder.vocabulary):
-            raise ModelError(f"{directory}: embedder vocabulary and idf sizes differ")
+            raise damaged(directory / "idf.npy", f"{len(embedder.idf)} weights for {len(terms)} terms")
+        if embedder.components is not None and embedder.components.shape[1] != len(terms):
+            raise damaged(components, f"shape {embedder.components.shape} does not fit {len(terms)} terms")
+        _check_dim(embedder, config, directory)
         return embedder
 
 
@@ -313,17 +343,24 @@ class MeanTokenEmbedder:
     @classmethod
     def from_files(cls, directory: Path, config: dict, terms: list[str] | None = None) -> MeanTokenEmbedder:
         """Rebuild from ``config`` and the arrays of ``directory``; ``terms`` default to ``terms.json``."""
-        words = read_json(directory / TERMS_FILE) if terms is None else terms
-        embedder = cls([str(w) for w in words], _load_array(directory / "vectors.npy"), center=False)
-        embedder.center = config.get("center", True)
-        embedder.idf = _load_array(directory / "idf.npy").astype(np.float32)
+        words = _load_terms(directory, terms)
+        vectors = _load_array(directory / "vectors.npy", 2)
+        if len(vectors) != len(words):
+            raise damaged(directory / "vectors.npy", f"{len(vectors)} vectors for {len(words)} words")
+        embedder = cls(words, vectors, center=False)
+        embedder.center = bool(config.get("center", True))
+        embedder.idf = _load_array(directory / "idf.npy", 1).astype(np.float32)
+        if len(embedder.idf) != len(words):
+            raise damaged(directory / "idf.npy", f"{len(embedder.idf)} weights for {len(words)} words")
         embedder.fitted = bool(config.get("fitted", True))
+        _check_dim(embedder, config, directory)
         return embedder
 
 
 EMBEDDERS: Registry = Registry("caption embedder")
 EMBEDDERS.register(TfidfSvdEmbedder.kind, TfidfSvdEmbedder, aliases=("tfidf",))
 EMBEDDERS.register(MeanTokenEmbedder.kind, MeanTokenEmbedder)
+EMBEDDERS.register("caption_space", "gemcaption.space.embedder:SpaceEmbedder", aliases=("space",))  # learned space
 
 
 def build_embedder(kind: str = "tfidf_svd", **settings):
@@ -378,5 +415,5 @@ def load_embedder(directory):
     embedder_class = _embedder_class(directory, kind)
     try:
         return embedder_class.from_files(directory, config, terms)
-    except (KeyError, TypeError) as exc:
-        raise ModelError(f"damaged: {directory} (embedder settings lack {exc})") from None
+    except (KeyError, TypeError, ValueError) as exc:  # ConfigError too: settings out of range
+        raise damaged(directory / "manifest.json", f"embedder settings: {exc.__class__.__name__}: {exc}") from None

@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError, GemcaptionError, ModelError
-from ..persistence import read_json
+from ..persistence import damaged, read_json, reading
 
 FLAT_MAX = 100_000
 TARGET_RECALL = 0.95
@@ -202,13 +202,55 @@ class VectorTable:
 
     @classmethod
     def load(cls, directory: Path, stem: str, dim: int) -> VectorTable:
+        """The table saved by :meth:`save`, checked: integer ids, unique, one finite float row of
+        ``dim`` values each; ``damaged: FILE`` otherwise."""
         table = cls(dim)
-        table.ids = np.load(directory / f"{stem}_ids.npy", allow_pickle=False).astype(np.int64)
-        table.vectors = np.load(directory / f"{stem}_vectors.npy", allow_pickle=False).astype(np.float32)
-        if table.vectors.shape != (len(table.ids), dim):
-            raise ModelError(f"{directory}: {stem} vectors do not match their ids or dimension")
+        ids_file, vectors_file = directory / f"{stem}_ids.npy", directory / f"{stem}_vectors.npy"
+        ids, vectors = _load_npy(ids_file), _load_npy(vectors_file)
+        if ids.ndim != 1 or ids.dtype.kind not in "iu":
+            raise damaged(ids_file, f"holds {ids.dtype} of shape {ids.shape}, not a list of integer ids")
+        if len(np.unique(ids)) != len(ids):
+            raise damaged(ids_file, "the ids repeat")
+        if vectors.dtype.kind != "f" or vectors.shape != (len(ids), dim):
+            raise damaged(
+                vectors_file, f"holds {vectors.dtype} of shape {vectors.shape}, expected ({len(ids)}, {dim}) floats"
+            )
+        if not np.isfinite(vectors).all():
+            raise damaged(vectors_file, "holds values that are not finite numbers")
+        table.ids, table.vectors = ids.astype(np.int64), vectors.astype(np.float32)
         table._reindex()
         return table
+
+
+def _load_npy(path: Path) -> np.ndarray:
+    if not path.is_file():
+        raise ModelError(f"damaged: {path} (missing)")
+    with reading(path):
+        return np.load(path, allow_pickle=False)
+
+
+def _checked_settings(settings, directory: Path) -> dict:
+    """The index settings with their types checked; ``damaged:`` naming where they came from."""
+    where = directory / LEGACY_SETTINGS_FILE if settings is None else directory
+    if settings is None:
+        settings = read_json(where)
+    problems = []
+    if not isinstance(settings, dict):
+        problems.append("not an object")
+    else:
+        dim, budget, hidden = settings.get("dim"), settings.get("memory_budget"), settings.get("hidden", [])
+        if not isinstance(dim, int) or isinstance(dim, bool) or dim < 1:
+            problems.append(f"dim is {dim!r}")
+        for key in ("factory_setting", "factory", "search_params_setting", "search_params"):
+            if not isinstance(settings.get(key), str):
+                problems.append(f"{key} is {settings.get(key)!r}")
+        if budget is not None and (not isinstance(budget, int) or isinstance(budget, bool)):
+            problems.append(f"memory_budget is {budget!r}")
+        if not isinstance(hidden, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in hidden):
+            problems.append("hidden is not a list of ids")
+    if problems:
+        raise damaged(where, f"vector index settings: {problems[0]}")
+    return settings
 
 
 class VectorIndex:
@@ -320,13 +362,19 @@ class VectorIndex:
             raise ConfigError("k must be at least 1")
         if self.faiss_index is None or len(self.table) == 0:
             return [[] for _ in range(len(queries))]
-        fetch = min(k + len(self.hidden), self.faiss_index.ntotal)
-        scores, found = self.faiss_index.search(queries, fetch)
-        results = []
-        for row_scores, row_ids in zip(scores, found):
-            hits = [(int(i), float(s)) for i, s in zip(row_ids, row_scores) if i >= 0 and int(i) not in self.hidden]
-            results.append(hits[:k])
-        return results
+        total = self.faiss_index.ntotal
+        fetch = min(k + len(self.hidden) + 1, total)
+        while True:  # fetch past the cut until the (k+1)-th hit scores below the k-th: ties never depend on k
+            scores, found = self.faiss_index.search(queries, fetch)
+            rows = [
+                [(int(i), float(s)) for i, s in zip(row_ids, row_scores) if i >= 0 and int(i) not in self.hidden]
+                for row_scores, row_ids in zip(scores, found)
+            ]
+            done = [(ids < 0).any() or (len(h) > k and h[k][1] < h[k - 1][1]) for h, ids in zip(rows, found)]
+            if fetch >= total or all(done):
+                break
+            fetch = min(2 * fetch, total)
+        return [sorted(hits, key=lambda hit: (-hit[1], hit[0]))[:k] for hits in rows]  # ties: lower id first
 
     def get_config(self) -> dict:
         """JSON-able settings and state saved beside the arrays (in the index manifest)."""
@@ -359,25 +407,29 @@ class VectorIndex:
         import faiss
 
         directory = Path(directory)
-        settings = config if config is not None else read_json(directory / LEGACY_SETTINGS_FILE)
-        try:
-            index = cls(
-                settings["dim"],
-                settings["factory_setting"],
-                settings["search_params_setting"],
-                settings.get("memory_budget"),
-            )
-            index.factory, index.search_params = settings["factory"], settings["search_params"]
-        except (KeyError, TypeError) as exc:
-            raise ModelError(f"damaged: {directory} (vector index settings lack {exc})") from None
+        settings = _checked_settings(config, directory)
+        index = cls(
+            settings["dim"],
+            settings["factory_setting"],
+            settings["search_params_setting"],
+            settings.get("memory_budget"),
+        )
+        index.factory, index.search_params = settings["factory"], settings["search_params"]
         index.table = VectorTable.load(directory, "text", index.dim)
         index.hidden = set(settings.get("hidden", []))
         if settings.get("has_faiss_index"):
-            try:
-                index.faiss_index = faiss.read_index(str(directory / "index.faiss"))
-            except RuntimeError as exc:
-                raise ModelError(f"damaged: {directory / 'index.faiss'} ({str(exc).splitlines()[-1]})") from None
-            apply_search_params(index.faiss_index, index.search_params)
+            path = directory / "index.faiss"
+            if not path.is_file():
+                raise ModelError(f"damaged: {path} (missing)")
+            with reading(path):
+                index.faiss_index = faiss.read_index(str(path))
+                apply_search_params(index.faiss_index, index.search_params)
+            if index.faiss_index.d != index.dim or not index.faiss_index.is_trained:
+                raise damaged(path, f"a {index.faiss_index.d}-d index, the settings say {index.dim}")
             if index.faiss_index.ntotal - len(index.hidden) != len(index.table):
-                raise ModelError(f"{directory}: FAISS index and stored vectors disagree")
+                raise damaged(
+                    path,
+                    f"holds {index.faiss_index.ntotal} vectors ({len(index.hidden)} hidden), "
+                    f"the stored table {len(index.table)}",
+                )
         return index

@@ -72,7 +72,7 @@ def write_v1_classifier(classifier: GemClassifier, directory: Path) -> None:
 
 
 def test_the_kinds_come_from_one_registry():
-    assert MODEL_CHOICES == ("vae", "cnn", "svm", "rf", "gan", "logreg") == tuple(CLASSIFIER_KINDS.names())
+    assert MODEL_CHOICES == ("vae", "cnn", "svm", "rf", "gan", "logreg", "vae_seed") == tuple(CLASSIFIER_KINDS.names())
     logreg = make_model("Logistic-Regression", image_size=16)
     assert logreg.classifier == "logreg" and logreg.views == ("identity", "hflip")
     assert make_model("rf").extractor.features == ("handcrafted",)
@@ -83,8 +83,15 @@ def test_the_kinds_come_from_one_registry():
 @pytest.mark.parametrize("kind", ["rf", "logreg"])
 def test_a_version_1_classifier_loads_and_predicts_identically(kind, tmp_path):
     classifier = trained(kind)
+    from gemcaption.classification.base import trusted_loading
+    from gemcaption.errors import ModelError
+
     write_v1_classifier(classifier, tmp_path / "old")
-    loaded = GemClassifier.load(tmp_path / "old")
+    if kind == "rf":  # its estimator.joblib is a pickle: refused unless trusted
+        with pytest.raises(ModelError, match="--trust"):
+            GemClassifier.load(tmp_path / "old")
+    with trusted_loading():
+        loaded = GemClassifier.load(tmp_path / "old")
     same_predictions(classifier, loaded)
     assert loaded.kind == "descriptor" and loaded.model.get_config() == classifier.model.get_config()
 

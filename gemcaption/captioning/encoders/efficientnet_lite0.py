@@ -146,15 +146,24 @@ def save_converted(layer_weights: dict[str, list[np.ndarray]], path: Path) -> No
 
 
 def load_converted(path: Path) -> dict[str, list[np.ndarray]]:
-    """Read an .npz written by ``save_converted``."""
+    """Read an .npz written by ``save_converted`` (``allow_pickle=False``: object arrays are refused)."""
     try:
-        with np.load(path) as data:
+        with np.load(path, allow_pickle=False) as data:
             grouped: dict[str, dict[int, np.ndarray]] = {}
             for key in data.files:
                 name, _, index = key.rpartition(":")
-                grouped.setdefault(name, {})[int(index)] = data[key]
-    except (OSError, ValueError) as exc:
-        raise WeightsError(f"{path} is not a converted EfficientNet-Lite0 weights file: {exc}") from exc
+                array = data[key]
+                if array.dtype.kind not in "fiub":
+                    raise ValueError(f"array {key!r} has dtype {array.dtype}, not numbers")
+                grouped.setdefault(name, {})[int(index)] = array
+    except (KeyboardInterrupt, MemoryError):
+        raise
+    except Exception as exc:  # a damaged or foreign file: one clear error
+        detail = str(exc).strip().splitlines()
+        raise WeightsError(
+            f"{path} is not a converted EfficientNet-Lite0 weights file "
+            f"({exc.__class__.__name__}: {detail[-1][:200] if detail else 'no detail'})"
+        ) from None
     return {name: [ws[i] for i in sorted(ws)] for name, ws in grouped.items()}
 
 

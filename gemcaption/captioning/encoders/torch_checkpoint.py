@@ -8,11 +8,17 @@ Layout of such a file, as written by ``torch.save(obj, f, _use_new_zipfile_seria
 persistent id ``("storage", StorageType, key, location, numel, view_metadata)``, 5. the pickled list
 of storage keys, 6. for every key in that order: an 8-byte little-endian element count, then the raw
 little-endian bytes of the storage.
+
+Nothing in the file runs: pickles 1, 2, 3 and 5 are read with :class:`_PlainUnpickler`, which
+refuses every global and persistent id (they hold only numbers, strings, lists and dicts), and
+pickle 4 with :class:`_LegacyUnpickler`, which maps the few torch names a state dict needs onto
+local stand-ins and refuses everything else.
 """
 
 from __future__ import annotations
 
 import collections
+import io
 import pickle
 from pathlib import Path
 
@@ -63,11 +69,22 @@ class _TensorRef:
         base, view_offset = self.storage
         data = base.data
         itemsize = data.dtype.itemsize
-        if not self.size:
-            return np.array(data[view_offset + self.offset])
+        numbers = (view_offset, self.offset, *self.size, *self.stride)
+        if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in numbers):
+            raise WeightsError(
+                f"tensor view of storage {base.key} has a negative or non-integer offset, size or stride"
+            )
+        if len(self.size) != len(self.stride):
+            raise WeightsError(
+                f"tensor view of storage {base.key} has {len(self.size)} sizes, {len(self.stride)} strides"
+            )
         start = view_offset + self.offset
+        if not self.size:
+            if start >= data.size:
+                raise WeightsError(f"tensor view runs past the end of storage {base.key}")
+            return np.array(data[start])
         last = start + sum((n - 1) * s for n, s in zip(self.size, self.stride) if n > 0)
-        if min(self.size) > 0 and (start < 0 or last >= data.size):
+        if min(self.size) > 0 and last >= data.size:
             raise WeightsError(f"tensor view runs past the end of storage {base.key}")
         view = np.lib.stride_tricks.as_strided(
             data[start:], shape=self.size, strides=[s * itemsize for s in self.stride], writeable=False
@@ -81,6 +98,27 @@ def _rebuild_tensor(storage, storage_offset, size, stride, *unused):
 
 def _rebuild_parameter(data, requires_grad=False, backward_hooks=None, *unused):
     return data
+
+
+class _PlainUnpickler(pickle.Unpickler):
+    """Plain data only (numbers, strings, bytes, lists, tuples, dicts): every global is refused."""
+
+    def find_class(self, module, name):
+        raise WeightsError(f"unsupported object {module}.{name} in checkpoint (only plain data is read here)")
+
+    def persistent_load(self, pid):
+        raise WeightsError(f"unsupported persistent id in checkpoint: {pid!r}")
+
+
+def _unpickle(unpickler: pickle.Unpickler):
+    try:
+        return unpickler.load()
+    except MemoryError:  # the pickles are small: a huge allocation means a damaged length field
+        raise WeightsError("a length inside the checkpoint's pickles is damaged") from None
+
+
+def _plain_load(f):
+    return _unpickle(_PlainUnpickler(f))
 
 
 class _LegacyUnpickler(pickle.Unpickler):
@@ -139,34 +177,54 @@ def read_legacy_checkpoint(path: str | Path) -> dict[str, np.ndarray]:
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"checkpoint not found: {path}")
-    with open(path, "rb") as f:
+    data = path.read_bytes()  # in memory: a damaged length field then cannot ask for gigabytes
+    size = len(data)
+    with io.BytesIO(data) as f:
         if f.read(4) == b"PK\x03\x04":
             raise WeightsError(f"{path} is a zip-format PyTorch checkpoint; only the legacy format is read")
         f.seek(0)
         try:
-            magic = pickle.load(f)
+            magic = _plain_load(f)
             if magic != LEGACY_MAGIC_NUMBER:
                 raise WeightsError(f"{path} is not a legacy PyTorch checkpoint (bad magic number)")
-            version = pickle.load(f)
+            version = _plain_load(f)
             if version != LEGACY_PROTOCOL_VERSION:
-                raise WeightsError(f"{path}: unsupported checkpoint protocol version {version}")
-            sys_info = pickle.load(f)
+                raise WeightsError(f"{path}: unsupported checkpoint protocol version {version!r}")
+            sys_info = _plain_load(f)
             if isinstance(sys_info, dict) and not sys_info.get("little_endian", True):
                 raise WeightsError(f"{path}: big-endian checkpoints are not supported")
             storages: dict[str, _StorageRef] = {}
-            obj = _LegacyUnpickler(f, storages).load()
-            keys = pickle.load(f)
+            obj = _unpickle(_LegacyUnpickler(f, storages))
+            keys = _plain_load(f)
+            if not isinstance(keys, list):
+                raise WeightsError(f"{path}: the storage key list is not a list")
             for key in keys:
                 storage = storages[key]
-                count = int(np.frombuffer(f.read(8), "<i8")[0])
+                header = f.read(8)
+                if len(header) != 8:
+                    raise WeightsError(f"{path} is truncated (storage {key})")
+                count = int(np.frombuffer(header, "<i8")[0])
                 nbytes = count * storage.dtype.itemsize
+                if count < 0 or nbytes > size - f.tell():
+                    raise WeightsError(f"{path} is truncated (storage {key})")
                 raw = f.read(nbytes)
                 if len(raw) != nbytes:
                     raise WeightsError(f"{path} is truncated (storage {key})")
                 storage.data = np.frombuffer(raw, storage.dtype)
-        except (pickle.UnpicklingError, EOFError, KeyError, IndexError, ValueError, TypeError) as exc:
-            raise WeightsError(f"{path} could not be read as a legacy PyTorch checkpoint: {exc}") from exc
-    state = _resolve(obj)
+            missing = [key for key, storage in storages.items() if storage.data is None]
+            if missing:
+                raise WeightsError(f"{path}: storage {missing[0]} has no data")
+            state = _resolve(obj)
+        except WeightsError:
+            raise
+        except (KeyboardInterrupt, MemoryError):
+            raise
+        except Exception as exc:  # any other failure of a damaged file: one clear error
+            detail = str(exc).strip().splitlines()
+            raise WeightsError(
+                f"{path} could not be read as a legacy PyTorch checkpoint "
+                f"({exc.__class__.__name__}: {detail[-1][:200] if detail else 'no detail'})"
+            ) from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
