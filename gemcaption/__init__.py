@@ -58,6 +58,9 @@ _EXPORTS = {
     "DatasetError": "gemcaption.errors",
     "ModelError": "gemcaption.errors",
     "WeightsError": "gemcaption.errors",
+    "PixelLimitError": "gemcaption.errors",
+    "LockedError": "gemcaption.errors",
+    "ConflictError": "gemcaption.errors",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

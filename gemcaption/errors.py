@@ -31,6 +31,10 @@ class ImageError(GemcaptionError, ValueError):
     """An image could not be read: missing, corrupt, truncated, empty, not an image, or too large."""
 
 
+class PixelLimitError(ImageError):
+    """An image has more pixels than the cap in force (checked from its header, before decoding)."""
+
+
 class DatasetError(GemcaptionError, ValueError):
     """A dataset could not be loaded, or is empty."""
 
@@ -53,3 +57,12 @@ class QueryError(GemcaptionError, ValueError):
 
 # The names these had before they moved here.
 UnknownEncoderError = UnknownNameError
+
+
+class LockedError(GemcaptionError):
+    """Another process is writing the directory: "index IDX is being written by PID N (waited S s)"."""
+
+
+class ConflictError(GemcaptionError):
+    """A directory changed on disk since it was loaded: saving would silently drop the other writer's
+    changes. Load it again and redo the change (or use ``Retriever.edit``)."""

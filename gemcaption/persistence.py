@@ -13,12 +13,21 @@ file's checksum differs. Directories are written through :func:`save_directory` 
 at any moment leaves the previous version loadable. :func:`cache_dir` is where recomputable
 things live (features, converted weights, the demo set).
 
-:func:`atomic_directory` yields a fresh temporary directory next to the target. When the block
+:func:`atomic_directory` takes the directory's lock (:func:`~gemcaption.locking.lock_directory`:
+``.NAME.lock`` beside it; another writer waits, then gets ``LockedError`` naming the holder's PID)
+and yields a fresh staging directory ``.NAME.staging-PID-xxxx`` next to the target. When the block
 finishes, every file in it and the directory itself are fsynced, a ``COMPLETE`` marker is written,
 the old target is renamed aside to a backup, the new directory renamed into place, the parent
-fsynced and the backup deleted. If the block raises, the temporary directory is removed and the
+fsynced and the backup deleted. If the block raises, the staging directory is removed and the
 target is untouched. The only moment the target name is absent is between the two renames;
-:func:`resolve_directory` (used by loaders) then restores the complete backup.
+:func:`resolve_directory` (used by loaders) then waits for the live writer, or, if it was killed,
+restores the complete backup. Cleaning up (backups, staging directories of dead writers or older
+than an hour, a stale lock file) happens only under the lock, never under a live writer's feet.
+
+Each save increments the manifest's ``generation`` (:func:`read_generation`; 0 when absent), so a
+reader can tell a new version is in place, ``save_directory(..., expected_generation=N)`` refuses
+to overwrite a version it did not load (``ConflictError``), and :func:`read_consistently` reads one
+version whole, starting again when another process swapped a new one in meanwhile.
 """
 
 from __future__ import annotations
@@ -29,17 +38,24 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from .errors import ModelError
+from .errors import ConflictError, ModelError
+from .locking import DEFAULT_TIMEOUT, lock_directory, lock_path, pid_alive, try_lock_directory
 
 PathLike = str | os.PathLike
 """What every path argument accepts: a string or a :class:`os.PathLike` (a :class:`~pathlib.Path`)."""
 
 COMPLETE_MARKER = "COMPLETE"
+STALE_SECONDS = 3600.0
+"""A staging directory older than this is a dead writer's, whatever its PID."""
+SWAP_WAIT_SECONDS = 5.0
+"""How long a reader waits for a live writer between its two renames."""
+T = TypeVar("T")
 
 
 def _fsync_path(path: Path) -> None:
@@ -71,6 +87,35 @@ def _siblings(target: Path, kind: str) -> list[Path]:
     return sorted(target.parent.glob(f".{target.name}.{kind}-*"))
 
 
+def _staging_is_dead(staged: Path) -> bool:
+    """A staging directory whose writer is gone: its PID (``.NAME.staging-PID-xxx``) no longer runs,
+    or it is older than :data:`STALE_SECONDS` (also the rule for the previous release's ``.tmp-``)."""
+    try:
+        age = time.time() - staged.stat().st_mtime
+    except OSError:
+        return False
+    if age > STALE_SECONDS:
+        return True
+    pid = staged.name.rpartition(".staging-")[2].split("-")[0]
+    return pid.isdigit() and not pid_alive(int(pid))
+
+
+def _litter(target: Path) -> list[Path]:
+    """Backups, dead writers' staging directories and a lock file left beside ``target``."""
+    found = [s for s in _siblings(target, "staging") + _siblings(target, "tmp") if _staging_is_dead(s)]
+    found += _siblings(target, "old")
+    if lock_path(target).exists():
+        found.append(lock_path(target))
+    return found
+
+
+def _clean(target: Path) -> None:
+    """Remove what :func:`_litter` lists (the caller holds the lock; an unused lock file goes on release)."""
+    for path in _litter(target):
+        if path.is_dir() and (target.is_dir() or ".old-" not in path.name):
+            shutil.rmtree(path, ignore_errors=True)
+
+
 def _swap_into_place(staged: Path, target: Path) -> None:
     backup = None
     if target.exists():
@@ -88,40 +133,81 @@ def _rename_staged(staged: Path, target: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_directory(target: PathLike) -> Iterator[Path]:
-    """``with atomic_directory(path) as tmp:`` write files into ``tmp``; they replace ``path`` at the end."""
+def atomic_directory(target: PathLike, *, timeout: float = DEFAULT_TIMEOUT, what: str = "directory") -> Iterator[Path]:
+    """``with atomic_directory(path) as tmp:`` write files into ``tmp``; they replace ``path`` at the end.
+
+    The whole block holds :func:`lock_directory` on ``path`` (waiting up to ``timeout`` seconds for
+    another writer, then :class:`LockedError`); the staging directory is named after this process."""
     target = Path(target).absolute()
     target.parent.mkdir(parents=True, exist_ok=True)
     if target.exists() and not target.is_dir():
         raise ModelError(f"{target} exists and is not a directory")
-    resolve_directory(target, must_exist=False)  # finish a previously interrupted swap first
-    for stale in _siblings(target, "tmp"):
-        shutil.rmtree(stale, ignore_errors=True)  # left by a crash during an earlier save
-    staged = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    try:
-        yield staged
-        (staged / COMPLETE_MARKER).write_text("ok\n", encoding="utf-8")
-        fsync_tree(staged)
-        _swap_into_place(staged, target)
-    except BaseException:
-        shutil.rmtree(staged, ignore_errors=True)
-        raise
+    with lock_directory(target, timeout, what):
+        resolve_directory(target, must_exist=False)  # finish an interrupted swap, remove dead writers' litter
+        staged = Path(tempfile.mkdtemp(prefix=f".{target.name}.staging-{os.getpid()}-", dir=target.parent))
+        try:
+            yield staged
+            (staged / COMPLETE_MARKER).write_text("ok\n", encoding="utf-8")
+            fsync_tree(staged)
+            _swap_into_place(staged, target)
+        except BaseException:
+            shutil.rmtree(staged, ignore_errors=True)
+            raise
 
 
 def resolve_directory(target: PathLike, must_exist: bool = True) -> Path:
-    """``target``, after restoring it from a complete backup if a save was interrupted mid-swap."""
+    """``target``, after restoring it from a complete backup if a save was interrupted mid-swap, and
+    removing what killed saves left beside it. Repairs happen only under the directory's lock: while a
+    live writer is between its two renames, this waits (up to :data:`SWAP_WAIT_SECONDS`) for its swap."""
     target = Path(target).absolute()
-    if not target.exists():
-        backups = [b for b in _siblings(target, "old") if (b / COMPLETE_MARKER).exists()]
-        if backups:
-            os.rename(backups[-1], target)
-            _fsync_path(target.parent)
-    elif target.is_dir():
-        for stale in _siblings(target, "old"):
-            shutil.rmtree(stale, ignore_errors=True)
+    deadline = time.monotonic() + SWAP_WAIT_SECONDS
+    while _litter(target):
+        with try_lock_directory(target) as locked:
+            if locked:
+                _restore_backup(target)
+                _clean(target)
+                break
+        if target.exists() or time.monotonic() > deadline:
+            break  # a live writer cleans up after itself
+        time.sleep(0.02)  # a live writer between its two renames
     if must_exist and not target.is_dir():
         raise ModelError(f"{target}: no such directory")
     return target
+
+
+def _restore_backup(target: Path) -> None:
+    if target.exists():
+        return
+    backups = [b for b in _siblings(target, "old") if (b / COMPLETE_MARKER).exists()]
+    if backups:
+        os.rename(max(backups, key=read_generation), target)
+        _fsync_path(target.parent)
+
+
+def read_consistently(target: PathLike, read: Callable[[Path], T], attempts: int = 5) -> T:
+    """``read(directory)`` of one saved version of ``target``, never a mix of two: when another
+    process swapped a new version in while ``read`` ran (the manifest changed), read again."""
+    for _ in range(attempts - 1):
+        directory = resolve_directory(target)
+        before = _version_token(directory)
+        try:
+            result = read(directory)
+        except Exception:
+            if _version_token(directory) == before:
+                raise
+            continue  # it failed because the files changed under it
+        if _version_token(directory) == before:
+            return result
+    return read(resolve_directory(target))
+
+
+def _version_token(directory: Path) -> bytes | None:
+    try:
+        return hashlib.sha256((directory / MANIFEST_FILE).read_bytes()).digest()
+    except FileNotFoundError:
+        return None if directory.is_dir() else b"absent"
+    except OSError:
+        return b"unreadable"
 
 
 def cache_dir(*parts: str) -> Path:
@@ -215,13 +301,15 @@ MANIFEST_FILE = "manifest.json"
 @dataclass(frozen=True)
 class Manifest:
     """What a saved directory is: its format and version, the kind of object and its config,
-    and the sha256 of every other file in it (relative POSIX paths)."""
+    and the sha256 of every other file in it (relative POSIX paths). ``generation`` counts the saves
+    into that directory (0 in directories written before it was kept)."""
 
     format: str
     format_version: int
     kind: str
     config: dict = field(default_factory=dict)
     files: dict = field(default_factory=dict)
+    generation: int = 0
 
     def to_dict(self) -> dict:
         return {
@@ -230,6 +318,7 @@ class Manifest:
             "kind": self.kind,
             "config": self.config,
             "files": self.files,
+            "generation": self.generation,
         }
 
 
@@ -251,10 +340,12 @@ def _checksums(directory: Path) -> dict[str, str]:
     return sums
 
 
-def write_manifest(directory: PathLike, format: str, format_version: int, kind: str, config: dict) -> Manifest:
+def write_manifest(
+    directory: PathLike, format: str, format_version: int, kind: str, config: dict, generation: int = 0
+) -> Manifest:
     """Write ``manifest.json`` into ``directory`` with the checksums of the files already there."""
     directory = Path(directory)
-    manifest = Manifest(format, int(format_version), kind, dict(config), _checksums(directory))
+    manifest = Manifest(format, int(format_version), kind, dict(config), _checksums(directory), int(generation))
     write_json(directory / MANIFEST_FILE, manifest.to_dict())
     return manifest
 
@@ -286,13 +377,17 @@ def read_manifest(directory: PathLike, format: str, versions: Iterable[int], *, 
                 else "the directory may be damaged"
             )
         )
-    manifest = Manifest(
-        format,
-        version,
-        str(payload.get("kind", "")),
-        dict(payload.get("config") or {}),
-        dict(payload.get("files") or {}),
-    )
+    try:  # fields of the wrong type (a hand-edited or damaged manifest): one clear error
+        manifest = Manifest(
+            format,
+            version,
+            str(payload.get("kind", "")),
+            dict(payload.get("config") or {}),
+            {str(rel): str(sha) for rel, sha in dict(payload.get("files") or {}).items()},
+            _generation_of(payload),
+        )
+    except (TypeError, ValueError) as exc:
+        raise damaged(directory / MANIFEST_FILE, exc) from None
     if verify:
         for rel, expected in manifest.files.items():
             path = directory / rel
@@ -303,12 +398,54 @@ def read_manifest(directory: PathLike, format: str, versions: Iterable[int], *, 
     return manifest
 
 
+def _generation_of(payload: Any) -> int:
+    value = payload.get("generation", 0) if isinstance(payload, dict) else 0
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
+def read_generation(directory: PathLike) -> int:
+    """How many times ``directory`` has been saved (its manifest's ``generation``; 0 when it has no
+    manifest or one written before the count was kept). A new number means a new version is in
+    place: a server holding a loaded copy can compare it to decide to reload. Waits for a writer
+    that is between its two renames; :class:`ModelError` when the directory does not exist."""
+    directory = Path(directory)
+    for _ in range(3):
+        try:
+            return _generation_of(json.loads((directory / MANIFEST_FILE).read_bytes()))
+        except FileNotFoundError:
+            if directory.is_dir():
+                return 0
+            directory = resolve_directory(directory)  # waits for a live writer's swap, or raises
+        except (OSError, ValueError):
+            return 0
+    return 0
+
+
 def save_directory(
-    target: PathLike, format: str, format_version: int, kind: str, config: dict, write: Callable[[Path], None]
+    target: PathLike,
+    format: str,
+    format_version: int,
+    kind: str,
+    config: dict,
+    write: Callable[[Path], None],
+    *,
+    expected_generation: int | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    what: str = "directory",
 ) -> Path:
     """Atomically replace directory ``target``: ``write(staging)`` fills a staging directory, then
-    the manifest (with checksums) is added and the whole directory swapped into place."""
-    with atomic_directory(target) as staged:
+    the manifest (with checksums and the next ``generation``) is added and the whole directory
+    swapped into place, all under the directory's lock (see :func:`atomic_directory`).
+
+    With ``expected_generation`` (the generation the caller loaded), refuse with
+    :class:`ConflictError` when another process saved ``target`` since: saving would drop its changes."""
+    with atomic_directory(target, timeout=timeout, what=what) as staged:
+        current = read_generation(target) if Path(target).is_dir() else 0
+        if expected_generation is not None and current != expected_generation:
+            raise ConflictError(
+                f"{what} {Path(target)} changed on disk since it was loaded (generation {expected_generation}, "
+                f"now {current}: another process saved it); load it again and redo the change"
+            )
         write(staged)
-        write_manifest(staged, format, format_version, kind, config)
+        write_manifest(staged, format, format_version, kind, config, generation=current + 1)
     return Path(target)

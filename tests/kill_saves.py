@@ -4,7 +4,8 @@ loadable" tests of the index, the embedder and the classifier.
 :func:`kill_while_saving` starts ``python -c CODE ARGS...``; the code builds what it saves, prints
 ``READY`` and then saves over the same directory again and again (two contents in turn), until it
 is SIGKILLed after a random delay. The caller then checks that the directory loads with one of the
-two contents. :func:`leftovers` lists the staging / backup directories a killed save left beside it.
+two contents. :func:`leftovers` lists the staging / backup directories (and lock file) a killed save
+left beside it.
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ def random_delays(count: int, seed: int, low: float = 0.0, high: float = 0.4) ->
     return [rng.uniform(low, high) for _ in range(count)]
 
 
-def leftovers(target: Path) -> list[str]:
-    """Names of the staging (``.NAME.tmp-*``) and backup (``.NAME.old-*``) directories beside ``target``."""
-    return sorted(p.name for p in target.parent.glob(f".{target.name}.*"))
+def leftovers(target: Path, lock: bool = False) -> list[str]:
+    """Names of the staging (``.NAME.staging-PID-*``) and backup (``.NAME.old-*``) directories beside
+    ``target``, and with ``lock`` its lock file (``.NAME.lock``, which a killed writer leaves too)."""
+    names = sorted(p.name for p in target.parent.glob(f".{target.name}.*"))
+    return names if lock else [name for name in names if name != f".{target.name}.lock"]

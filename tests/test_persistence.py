@@ -2,11 +2,15 @@
 
 import json
 import os
+import subprocess
+import sys
+import threading
+import time
 
 import pytest
 
-from gemcaption import persistence
-from gemcaption.errors import ModelError
+from gemcaption import locking, persistence
+from gemcaption.errors import ConflictError, LockedError, ModelError
 
 FORMAT = "gemcaption-thing"
 
@@ -129,3 +133,136 @@ def test_cache_dir_follows_the_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("GEMCAPTION_CACHE", str(tmp_path / "cache"))
     assert persistence.cache_dir("features", "x") == tmp_path / "cache" / "features" / "x"
     assert (tmp_path / "cache" / "features" / "x").is_dir()
+
+
+# -- concurrent writers (issue 12) -----------------------------------------------------------------
+def write_data(text):
+    return lambda staging: (staging / "data.txt").write_text(text)
+
+
+HOLDER = """
+import sys, time
+from gemcaption.locking import lock_directory
+with lock_directory(sys.argv[1]):
+    print("LOCKED", flush=True)
+    time.sleep(120)
+"""
+
+
+def test_a_locked_directory_times_out_naming_the_writers_pid(tmp_path):
+    target = tmp_path / "thing"
+    child = subprocess.Popen([sys.executable, "-c", HOLDER, str(target)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "LOCKED"
+        assert locking.holder(target) == child.pid
+        started = time.monotonic()
+        message = rf"^index .*thing is being written by PID {child.pid} \(waited 0\.2 s\)$"
+        with pytest.raises(LockedError, match=message), persistence.lock_directory(target, 0.2, "index"):
+            pass
+        assert time.monotonic() - started >= 0.2
+        with pytest.raises(LockedError, match=f"PID {child.pid}"):
+            persistence.save_directory(target, FORMAT, 2, "tiny", {}, write_data("x"), timeout=0)
+        assert not target.exists()
+    finally:
+        child.kill()
+        child.wait()
+        child.stdout.close()
+    persistence.save_directory(target, FORMAT, 2, "tiny", {}, write_data("x"), timeout=0)  # the kernel freed it
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["thing"]  # lock file removed on release
+
+
+def test_the_lock_is_reentrant_in_a_thread_and_excludes_other_threads(tmp_path):
+    target = tmp_path / "thing"
+    order = []
+
+    def other():
+        with persistence.lock_directory(target, timeout=10):
+            order.append("other")
+
+    with persistence.lock_directory(target):
+        with persistence.lock_directory(target, timeout=0):  # the same thread again: no wait
+            persistence.save_directory(target, FORMAT, 2, "tiny", {}, write_data("x"))
+        thread = threading.Thread(target=other)
+        thread.start()
+        time.sleep(0.3)
+        order.append("me")
+    thread.join(10)
+    assert order == ["me", "other"]
+
+
+def dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_a_save_keeps_a_live_writers_staging_and_removes_a_dead_ones(tmp_path):
+    target = tmp_path / "thing"
+    persistence.save_directory(target, FORMAT, 2, "tiny", {}, write_data("one"))
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        live = tmp_path / f".thing.staging-{sleeper.pid}-abc"
+        dead = tmp_path / f".thing.staging-{dead_pid()}-def"
+        old = tmp_path / f".thing.staging-{sleeper.pid}-ghi"
+        for folder in (live, dead, old):
+            folder.mkdir()
+            (folder / "data.txt").write_text("half")
+        os.utime(old, (time.time() - 2 * persistence.STALE_SECONDS,) * 2)
+        persistence.save_directory(target, FORMAT, 2, "tiny", {}, write_data("two"))
+        assert live.is_dir() and not dead.exists() and not old.exists()
+        assert (target / "data.txt").read_text() == "two"
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    persistence.resolve_directory(target)  # the next load removes it once its writer is gone
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["thing"]
+
+
+def test_each_save_counts_a_generation_and_a_stale_one_is_refused(tmp_path):
+    target = tmp_path / "thing"
+    for expected in (1, 2):
+        persistence.save_directory(target, FORMAT, 2, "tiny", {}, write_data(str(expected)))
+        assert persistence.read_generation(target) == expected
+        assert persistence.read_manifest(target, FORMAT, (2,)).generation == expected
+    with pytest.raises(ConflictError, match=r"changed on disk since it was loaded \(generation 1, now 2"):
+        persistence.save_directory(target, FORMAT, 2, "tiny", {}, write_data("lost"), expected_generation=1)
+    assert (target / "data.txt").read_text() == "2"
+    persistence.save_directory(target, FORMAT, 2, "tiny", {}, write_data("3"), expected_generation=2)
+    assert persistence.read_generation(target) == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["thing"]
+
+
+def test_a_manifest_without_a_generation_reads_as_generation_0(tmp_path):
+    folder = saved(tmp_path)
+    payload = json.loads((folder / persistence.MANIFEST_FILE).read_text())
+    del payload["generation"]
+    (folder / persistence.MANIFEST_FILE).write_text(json.dumps(payload))
+    assert persistence.read_manifest(folder, FORMAT, (2,)).generation == 0
+    assert persistence.read_generation(folder) == 0
+    (tmp_path / "plain").mkdir()
+    assert persistence.read_generation(tmp_path / "plain") == 0
+    with pytest.raises(ModelError, match="no such directory"):
+        persistence.read_generation(tmp_path / "absent")
+
+
+def test_a_reader_waits_for_a_writer_between_its_two_renames(tmp_path, monkeypatch):
+    target = tmp_path / "thing"
+    persistence.save_directory(target, FORMAT, 2, "tiny", {"n": 1}, write_data("one"))
+    seen = []
+    renamed = threading.Event()
+
+    def slow_rename(staged, final):
+        renamed.set()
+        time.sleep(0.5)  # the old version is aside, the new one not in place yet
+        os.rename(staged, final)
+
+    monkeypatch.setattr(persistence, "_rename_staged", slow_rename)
+    writer = threading.Thread(
+        target=persistence.save_directory, args=(target, FORMAT, 2, "tiny", {"n": 2}, write_data("two"))
+    )
+    writer.start()
+    assert renamed.wait(10) and not target.exists()
+    seen.append(persistence.read_consistently(target, lambda d: (d / "data.txt").read_text()))
+    writer.join(10)
+    assert seen == ["two"]  # not the backup put back under the writer's feet
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["thing"]

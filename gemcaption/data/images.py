@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-from ..errors import ConfigError, ImageError
+from ..errors import ConfigError, ImageError, PixelLimitError
 
 MAX_PIXELS = 64_000_000
 """Default pixel limit (8000 x 8000); larger images are refused as possible decompression bombs."""
@@ -40,10 +40,6 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, not a half-grey image
 if Image.MAX_IMAGE_PIXELS is None or Image.MAX_IMAGE_PIXELS > MAX_PIXELS:
     Image.MAX_IMAGE_PIXELS = MAX_PIXELS
-
-
-class PixelLimitError(ImageError):
-    """An image has more pixels than the cap in force (checked from its header, before decoding)."""
 
 
 class SkippedImageWarning(UserWarning):

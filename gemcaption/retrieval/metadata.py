@@ -3,6 +3,10 @@
 Tables: ``items`` (id, image path, content hash, generated caption, reference captions as a JSON
 list, label) and ``settings`` (key -> JSON value): ``next_id`` and, in indexes of format version 1
 only, the retriever settings (version 2 keeps those in the index's ``manifest.json``).
+
+The database is built in memory and written as one file (no journal beside it); reading loads the
+file's bytes into an in-memory database. So no SQLite connection ever opens a saved file for
+writing, two processes never share one, and a read-only copy of an index can be read.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ModelError
+from ..persistence import atomic_write_bytes
 
 SCHEMA = """
 CREATE TABLE items (
@@ -63,7 +68,7 @@ class MetadataStore:
 
     def write(self, path: Path, settings: dict | None = None) -> None:
         """Write every record, ``next_id`` and ``settings`` into a new SQLite file at ``path``."""
-        connection = sqlite3.connect(str(path))
+        connection = sqlite3.connect(":memory:")
         try:
             connection.executescript(SCHEMA)
             connection.executemany(
@@ -86,16 +91,22 @@ class MetadataStore:
                 ((k, json.dumps(v, ensure_ascii=False)) for k, v in settings.items()),
             )
             connection.commit()
+            atomic_write_bytes(path, connection.serialize())
         finally:
             connection.close()
 
     @classmethod
     def read(cls, path: Path) -> tuple[MetadataStore, dict]:
         """The store and the settings saved by :meth:`write`."""
-        if not Path(path).is_file():
-            raise ModelError(f"{path}: index metadata not found")
-        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         try:
+            data = Path(path).read_bytes()
+        except FileNotFoundError:
+            raise ModelError(f"{path}: index metadata not found") from None
+        except OSError as exc:
+            raise ModelError(f"{path}: unreadable index metadata ({exc})") from None
+        connection = sqlite3.connect(":memory:")
+        try:
+            connection.deserialize(data)
             store = cls()
             for row in connection.execute(
                 "SELECT id, image, content_hash, caption, reference_captions, label FROM items ORDER BY id"

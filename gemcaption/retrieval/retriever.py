@@ -25,11 +25,18 @@ Saved index directory (format ``gemcaption-index`` version 2, written atomically
 
 Indexes of the previous release (format version 1: settings in SQLite's ``settings`` table and an
 ``index.json``, no manifest) still load.
+
+Several processes may write one index. :meth:`Retriever.edit` (what ``gemcaption index add|remove``
+use) holds the index's lock while it loads, changes and saves, so writers queue and none loses
+another's images; a retriever loaded, changed and saved without it refuses (``ConflictError``) to
+overwrite a version another process saved meanwhile. :meth:`Retriever.load` never mixes two versions.
 """
 
 from __future__ import annotations
 
+import contextlib
 import warnings
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import cast
@@ -37,8 +44,18 @@ from typing import cast
 import numpy as np
 
 from ..captioning.samplers import Sampler, resolve_sampler, serialize_sampler
-from ..errors import ConfigError, ImageError, ModelError
-from ..persistence import has_manifest, read_json, read_manifest, resolve_directory, save_directory
+from ..errors import ConfigError, ImageError, ModelError, QueryError
+from ..persistence import (
+    DEFAULT_TIMEOUT,
+    has_manifest,
+    lock_directory,
+    read_consistently,
+    read_generation,
+    read_json,
+    read_manifest,
+    resolve_directory,
+    save_directory,
+)
 from .embedders import build_embedder, embed_groups, l2_normalize, load_embedder, write_embedder
 from .metadata import MetadataStore, Record
 from .queries import is_batch, is_image_query
@@ -213,6 +230,9 @@ class Retriever:
         if not self.embedder.fitted:
             self.embedder.fit([t for group in texts for t in group])
         vectors = embed_groups(self.embedder, texts)
+        if hasattr(self.embedder, "gallery"):  # a learned space: fuse the captions with the image projection
+            sources = [items[firsts[i]][0] for i in kept]
+            vectors = self.embedder.gallery(vectors, self.embedder.projections(self.captioner, sources))
         features = self._visual_features([items[firsts[i]][0] for i in kept]) if self.hybrid_weight else None
         ids = list(range(self.metadata.next_id, self.metadata.next_id + len(kept)))
         digests = list(new)
@@ -293,12 +313,20 @@ class Retriever:
         """Hits for a text query (or one list per text for a list of texts)."""
         single = isinstance(text, str)
         texts = [text] if single else [str(t) for t in text]
+        if any(not t.strip() for t in texts):
+            raise QueryError("empty search query")
         results: list[list[Hit]]
         if not self._searchable():
             results = [[] for _ in texts]
         else:
-            results = self._search_vectors(self.embedder.transform(texts), k)
+            vectors = self.embedder.transform(texts)
+            results = self._search_vectors(vectors, k)
+            results = [hits if np.any(v) else [] for v, hits in zip(vectors, results)]  # no known word: no hits
         return results[0] if single else results
+
+    def knows_words(self, text: str) -> bool:
+        """True when the embedder knows at least one word of ``text`` (else a search gives no hits)."""
+        return bool(self.embedder.fitted and np.any(self.embedder.transform([str(text)])))
 
     def search_image(self, image, k: int = 10):
         """Hits for an image query (or one list per image for a list): the image is captioned and
@@ -320,7 +348,10 @@ class Retriever:
             visual = None
             if self.hybrid_weight and self.visual is not None and self.visual_mean is not None and len(self.visual):
                 visual = l2_normalize(np.asarray(self.captioner.image_features(sources), np.float32) - self.visual_mean)
-            results = self._search_vectors(self.embedder.transform(captions), k, visual)
+            queries = self.embedder.transform(captions)
+            if hasattr(self.embedder, "image_query"):  # a learned space: projection + generated caption
+                queries = self.embedder.image_query(queries, self.embedder.projections(self.captioner, sources))
+            results = self._search_vectors(queries, k, visual)
         return results[0] if single else results
 
     def _searchable(self) -> bool:
@@ -344,7 +375,7 @@ class Retriever:
         visual_scores = table.vectors @ visual
         top = np.argsort(-visual_scores)[:n]
         candidates.update(int(table.ids[j]) for j in top)
-        ids = [i for i in candidates if i in table and i in index.table]
+        ids = sorted(i for i in candidates if i in table and i in index.table)  # ties: lower id first
         w = self.hybrid_weight
         scores = (1 - w) * (index.table.get(ids) @ query) + w * (table.get(ids) @ visual)
         order = np.argsort(-scores, kind="stable")[:k]
@@ -373,10 +404,22 @@ class Retriever:
 
     settings = get_config  # the name it had
     format_version = FORMAT_VERSION  # of the directory this retriever was loaded from (set by load and save)
+    _source: str | None = None  # the directory this retriever was loaded from (or last saved to, once loaded)
+    _generation = 0  # that directory's generation when it was read or saved
 
-    def save(self, directory) -> Path:
+    @property
+    def generation(self) -> int | None:
+        """The generation (:func:`gemcaption.persistence.read_generation`) of the saved version this
+        retriever holds; None when it was not loaded from a directory. A server compares it with
+        ``read_generation(directory)`` to know a newer version is in place."""
+        return self._generation if self._source is not None else None
+
+    def save(self, directory, *, timeout: float = DEFAULT_TIMEOUT) -> Path:
         """Write the index to ``directory`` atomically (a crash mid-save keeps the old one); the
-        layout is in the module doc."""
+        layout is in the module doc. Another process writing it meanwhile is waited for (up to
+        ``timeout`` seconds, then :class:`~gemcaption.errors.LockedError`). A retriever loaded from
+        ``directory`` refuses (:class:`~gemcaption.errors.ConflictError`) to overwrite a version another
+        process saved after the load, which would drop that process's images: use :meth:`edit`."""
 
         def write(staged: Path) -> None:
             self.metadata.write(staged / METADATA_FILE)
@@ -388,18 +431,55 @@ class Retriever:
                 self.visual.save(staged, "visual")
                 np.save(staged / "visual_mean.npy", self.visual_mean)
 
-        path = save_directory(directory, FORMAT, FORMAT_VERSION, KIND, self.get_config(), write)
+        target = Path(directory).absolute()
+        expected = self._generation if self._source == str(target) else None
+        with lock_directory(target, timeout, "index"):
+            path = save_directory(
+                directory,
+                FORMAT,
+                FORMAT_VERSION,
+                KIND,
+                self.get_config(),
+                write,
+                expected_generation=expected,
+                timeout=timeout,
+                what="index",
+            )
+            if self._source is not None:
+                self._source, self._generation = str(target), read_generation(target)
         self.format_version = FORMAT_VERSION
         return path
+
+    @classmethod
+    @contextlib.contextmanager
+    def edit(
+        cls, directory, captioner=None, *, model_dir=None, progress: bool = True, timeout: float = DEFAULT_TIMEOUT
+    ) -> Iterator[Retriever]:
+        """``with Retriever.edit("idx") as retriever: retriever.add(images)``: change a saved index
+        safely while other processes may write it too. The block holds the index's lock (waiting up
+        to ``timeout`` seconds for another writer, then :class:`~gemcaption.errors.LockedError`), gets
+        the current version, and saves it when the block ends without an error; so writers queue
+        and each sees the others' images."""
+        directory = resolve_directory(directory)  # "no such directory" before any lock file is made
+        with lock_directory(directory, timeout, "index"):
+            retriever = cls.load(directory, captioner, model_dir=model_dir, progress=progress)
+            yield retriever
+            retriever.save(directory, timeout=timeout)
 
     @classmethod
     def load(cls, directory, captioner=None, *, model_dir=None, progress: bool = True) -> Retriever:
         """An index written by :meth:`save` (or by the previous release). The captioner is
         ``captioner`` if given, else loaded from ``model_dir`` (default: the saved reference) when
-        an image must be captioned."""
-        directory = resolve_directory(directory)
+        an image must be captioned. A version saved by another process while this reads is never
+        mixed with the previous one: the read starts again."""
+        return read_consistently(directory, lambda found: cls._read(found, captioner, model_dir, progress))
+
+    @classmethod
+    def _read(cls, directory: Path, captioner, model_dir, progress: bool) -> Retriever:
+        generation = 0
         if has_manifest(directory):
-            config = read_manifest(directory, FORMAT, (FORMAT_VERSION,)).config
+            manifest = read_manifest(directory, FORMAT, (FORMAT_VERSION,))
+            config, generation = manifest.config, manifest.generation
             metadata, _ = MetadataStore.read(directory / METADATA_FILE)
             index_config, version = config.get("vector_index"), FORMAT_VERSION
         else:
@@ -421,16 +501,22 @@ class Retriever:
                 batch_size=config["batch_size"],
                 progress=progress,
             )
-        except (KeyError, TypeError) as exc:
-            raise ModelError(f"damaged: {directory} (index settings lack {exc})") from None
+        except (KeyError, TypeError, ValueError) as exc:  # ValueError: ConfigError, settings out of range
+            raise ModelError(f"damaged: {directory} (index settings: {exc.__class__.__name__}: {exc})") from None
         self.metadata, self.format_version = metadata, version  # the version read, until saved again
+        self._source, self._generation = str(directory), generation
         if index_config is not None:
             self.index = VectorIndex.load(directory, index_config)
         if (directory / "visual_ids.npy").is_file():
-            self.visual_mean = np.load(directory / "visual_mean.npy", allow_pickle=False)
+            from ..persistence import damaged, reading
+
+            with reading(directory / "visual_mean.npy"):
+                self.visual_mean = np.load(directory / "visual_mean.npy", allow_pickle=False)
+            if self.visual_mean.ndim != 1 or self.visual_mean.dtype.kind != "f":
+                raise damaged(directory / "visual_mean.npy", f"shape {self.visual_mean.shape}, not a float vector")
             self.visual = VectorTable.load(directory, "visual", len(self.visual_mean))
         if self.index is not None and len(self.index) != len(metadata):
-            raise ModelError(f"{directory}: index and metadata disagree ({len(self.index)} vs {len(metadata)})")
+            raise ModelError(f"damaged: {directory} (index and metadata disagree: {len(self.index)}, {len(metadata)})")
         return self
 
     def __repr__(self) -> str:
