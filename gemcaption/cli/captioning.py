@@ -47,6 +47,15 @@ def add_encoder_options(parser, default_size=None):
     )
 
 
+def add_allow_outside_option(parser) -> None:
+    """``--allow-outside``: let a manifest name images outside its own folder (refused by default)."""
+    parser.add_argument(
+        "--allow-outside",
+        action="store_true",
+        help="accept image paths in the --data manifest that lead outside its folder (.., absolute, symlinks)",
+    )
+
+
 def add_sampler_options(parser) -> None:
     """``--beam``, ``--length-penalty``, ``--min-length`` and ``--max-length``: how captions are
     decoded (see :mod:`gemcaption.captioning.samplers`), shared by ``caption`` and ``index build``."""
@@ -103,6 +112,7 @@ def register(subparsers):
     training, decoder = TrainingConfig(), DecoderConfig()
     p = subparsers.add_parser("train", help="train a captioner on a dataset")
     p.add_argument("--data", required=True, help="flickr8k:PATH, folder:PATH, csv:PATH or demo")
+    add_allow_outside_option(p)
     shown = " (default: %(default)s)"
     p.add_argument("--decoder", default=decoder.kind, help=f"caption decoder: {' or '.join(DECODERS.names())}" + shown)
     p.add_argument("--out", required=True, help="directory for the trained model")
@@ -170,7 +180,6 @@ def split_for_training(dataset):
 
 
 def train(args) -> int:
-    from ..captioning.captioner import Captioner
     from ..captioning.config import DecoderConfig, TrainingConfig
     from ..captioning.saving import check_replaceable
     from ..data.loaders import load_dataset
@@ -186,10 +195,12 @@ def train(args) -> int:
         augment=args.augment,
     )
     out = check_replaceable(args.out)  # refused now rather than after training
-    dataset = load_dataset(args.data)
+    dataset = load_dataset(args.data, allow_outside=args.allow_outside)
     if len(dataset) == 0:
         raise GemcaptionError(f"dataset {args.data!r} is empty")
     train_part, validation = split_for_training(dataset)
+    from ..captioning.captioner import Captioner  # TensorFlow: imported once the arguments and data are good
+
     encoder, size, weights = resolve_encoder(args)
     config = CaptionerConfig(encoder=EncoderConfig(encoder, size, weights), decoder=decoder, seed=args.seed)
     captioner = Captioner(config=config)

@@ -9,6 +9,8 @@ from pathlib import Path
 from ..errors import ConfigError, DatasetError, ModelError
 from .captioning import add_sampler_options, sampler_from_args
 
+WAIT_SECONDS = 60.0  # default of ``index add|remove --wait``
+
 
 def register(subparsers):
     index = subparsers.add_parser("index", help="build and change a search index of images")
@@ -21,6 +23,7 @@ def register(subparsers):
     source.add_argument("--data", help="flickr8k:PATH, folder:PATH, csv:PATH or demo")
     source.add_argument("--images", help="a folder of images (searched recursively)")
     p.add_argument("--split", default=None, help="index only this split of --data (default: all of it)")
+    p.add_argument("--allow-outside", action="store_true", help="accept image paths outside the manifest's folder")
     p.add_argument("--out", required=True, help="index directory to write")
     p.add_argument("--factory", default="auto", help="'auto' or a FAISS index-factory string, e.g. HNSW32")
     add_sampler_options(p)  # --beam, --length-penalty, --min-length, --max-length: how images are captioned
@@ -40,11 +43,13 @@ def register(subparsers):
     p.add_argument("index", metavar="IDX")
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.add_argument("--model", default=None, help="captioner directory (default: the one the index was built with)")
+    _add_wait_option(p)
     p.set_defaults(func=add)
 
     p = actions.add_parser("remove", help="remove images from an index by id")
     p.add_argument("index", metavar="IDX")
     p.add_argument("ids", nargs="+", type=int, metavar="ID")
+    _add_wait_option(p)
     p.set_defaults(func=remove)
 
     p = actions.add_parser("info", help="size, index type and settings of an index")
@@ -65,9 +70,26 @@ def register(subparsers):
     p.add_argument("--model", required=True)
     p.add_argument("--data", required=True, help="flickr8k:PATH, folder:PATH, csv:PATH or demo")
     p.add_argument("--split", default="test")
+    p.add_argument("--allow-outside", action="store_true", help="accept image paths outside the manifest's folder")
     p.add_argument("--beam", type=int, default=1)
     p.add_argument("--json", action="store_true", help="print one JSON object of figures")
     p.set_defaults(func=evaluate)
+
+
+def _add_wait_option(parser) -> None:
+    parser.add_argument(
+        "--wait",
+        type=float,
+        default=WAIT_SECONDS,
+        metavar="SECONDS",
+        help=f"how long to wait for another process writing the index (default {WAIT_SECONDS:g})",
+    )
+
+
+def _wait(args) -> float:
+    if args.wait < 0:
+        raise ConfigError("--wait must be at least 0 seconds")
+    return args.wait
 
 
 def _usage(parser) -> int:
@@ -133,7 +155,7 @@ def build(args) -> int:
     else:
         from ..data.loaders import load_dataset
 
-        dataset = load_dataset(args.data)
+        dataset = load_dataset(args.data, allow_outside=args.allow_outside)
         part = dataset.split(args.split) if args.split else dataset
         if len(part) == 0:
             raise DatasetError(f"dataset {args.data!r} has no images in split {args.split!r}")
@@ -147,10 +169,9 @@ def build(args) -> int:
 def add(args) -> int:
     from ..retrieval.retriever import Retriever
 
-    retriever = Retriever.load(args.index, model_dir=args.model, progress=not args.quiet)
-    before = len(retriever)
-    ids = retriever.add(args.images)
-    retriever.save(args.index)
+    with Retriever.edit(args.index, model_dir=args.model, progress=not args.quiet, timeout=_wait(args)) as retriever:
+        before = len(retriever)
+        ids = retriever.add(args.images)
     for image, item_id in zip(args.images, ids):
         print(f"{item_id if item_id is not None else '-'}\t{image}")
     _say(args, f"added {len(retriever) - before} new images; the index holds {len(retriever)}")
@@ -160,9 +181,8 @@ def add(args) -> int:
 def remove(args) -> int:
     from ..retrieval.retriever import Retriever
 
-    retriever = Retriever.load(args.index, progress=not args.quiet)
-    removed = retriever.remove(args.ids)
-    retriever.save(args.index)
+    with Retriever.edit(args.index, progress=not args.quiet, timeout=_wait(args)) as retriever:
+        removed = retriever.remove(args.ids)
     _say(args, f"removed {removed} of {len(args.ids)} ids; the index holds {len(retriever)}")
     return 0
 
@@ -196,6 +216,8 @@ def search(args) -> int:
         raise ConfigError("-k must be at least 1")
     retriever = Retriever.load(args.index, model_dir=args.model, progress=not args.quiet)
     hits = retriever.search_image(args.image, args.k) if args.image else retriever.search_text(args.text, args.k)
+    if not args.image and not retriever.knows_words(args.text):
+        print(f"gemcaption: warning: no word of {args.text!r} is known to the index; no hits", file=sys.stderr)
     rows = [{"id": h.id, "image": h.image, "score": round(h.score, 6), "caption": h.caption} for h in hits]
     if args.json:
         print(json.dumps(rows, ensure_ascii=False, indent=1))
@@ -212,7 +234,7 @@ def evaluate(args) -> int:
     from ..evaluation.protocols import evaluate_split, format_report
 
     captioner = _load_captioner(args.model)
-    dataset = load_dataset(args.data)
+    dataset = load_dataset(args.data, allow_outside=args.allow_outside)
     figures = evaluate_split(captioner, dataset, split=args.split, beam_width=args.beam, progress=not args.quiet)
     print(json.dumps(figures, indent=1) if args.json else format_report(figures))
     return 0

@@ -283,12 +283,15 @@ def _read_manifest(root: Path, params: dict) -> Dataset | None:
         manifest = json.loads((root / "demo.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    if manifest.get("parameters") != params:
+    if not isinstance(manifest, dict) or manifest.get("parameters") != params:
+        return None  # not a mapping, or other parameters: the set is drawn again
+    try:
+        samples = [
+            Sample(str(root / s["image"]), tuple(s["captions"]), s["label"], s["split"])
+            for s in manifest.get("samples", [])
+        ]
+    except (KeyError, TypeError):
         return None
-    samples = [
-        Sample(str(root / s["image"]), tuple(s["captions"]), s["label"], s["split"])
-        for s in manifest.get("samples", [])
-    ]
     if len(samples) != params["n_images"] or not all(os.path.isfile(s.image) for s in samples):
         return None
     return Dataset(samples, "demo")

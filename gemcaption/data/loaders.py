@@ -24,11 +24,17 @@ each a function ``open(argument, split, seed) -> Dataset``; an unknown ``FORMAT:
 A bare path is also accepted: a folder holding a Flickr8k caption file is read as Flickr8k, another
 folder as class folders, a ``.csv`` file as a manifest (or as Flickr8k if named ``captions.txt``).
 ``split=None`` or ``"all"`` returns every split.
+
+Manifests are checked before any row is used: bytes that are not UTF-8, a NUL byte, a field over
+:data:`MAX_FIELD` characters or a row the CSV reader cannot parse refuse the whole file with a
+:class:`~gemcaption.errors.DatasetError` ``"FILE, row N: what is wrong"``. Image paths are resolved
+relative to the data set's folder (the manifest's folder, or the folder given) and, unless
+``allow_outside=True`` (``--allow-outside`` on the command line), must stay inside it after symlinks
+are followed: ``..``, absolute paths and symlinks leading out are refused, naming the row.
 """
 
 from __future__ import annotations
 
-import csv
 import os
 import re
 import warnings
@@ -41,6 +47,7 @@ from ..registry import Registry
 from .demo_set import make_demo_set
 from .gemstones import describe_gemstone
 from .images import IMAGE_EXTENSIONS, has_image_extension
+from .manifest_checks import MAX_FIELD, Boundary, parse_csv, read_manifest_text
 from .splits import assign_splits, split_dataset
 from .types import Dataset, DatasetWarning, Sample
 
@@ -53,6 +60,7 @@ __all__ = [
     "DatasetWarning",
     "Sample",
     "dataset_spec_forms",
+    "MAX_FIELD",
     "load_csv",
     "load_dataset",
     "load_flickr8k",
@@ -128,8 +136,7 @@ def _find_flickr_caption_file(path: Path) -> Path:
 
 def _read_flickr_rows(caption_file: Path) -> list[tuple[int, str, str]]:
     """(line number, image name, caption) from either layout; malformed lines get image ''."""
-    with open(caption_file, encoding="utf-8-sig", newline="") as handle:
-        text = handle.read()
+    text = read_manifest_text(caption_file)
     lines = text.splitlines()
     first = next((line for line in lines if line.strip()), "")
     rows: list[tuple[int, str, str]] = []
@@ -137,17 +144,21 @@ def _read_flickr_rows(caption_file: Path) -> list[tuple[int, str, str]]:
         for number, line in enumerate(lines, 1):
             if not line.strip():
                 continue
+            if len(line) > MAX_FIELD:
+                raise DatasetError(
+                    f"{caption_file}, row {number}: a line of {len(line):,} characters (limit {MAX_FIELD:,})"
+                )
             key, _, caption = line.partition("\t")
             image = key.rsplit("#", 1)[0] if "#" in key else key
             rows.append((number, image.strip(), caption.strip()))
         return rows
-    reader = csv.reader(lines)
-    header = [h.strip().lower() for h in next(reader, [])]
+    parsed = parse_csv(caption_file, text)
+    header = [h.strip().lower() for h in parsed[0][1]] if parsed else []
     if header[:2] != ["image", "caption"]:
         raise DatasetError(
             f"{caption_file}: expected a token file or a CSV with header 'image,caption', got {header[:2]}"
         )
-    for number, row in enumerate(reader, 2):
+    for number, row in parsed[1:]:
         if not row or not any(cell.strip() for cell in row):
             continue
         image = row[0].strip()
@@ -156,11 +167,11 @@ def _read_flickr_rows(caption_file: Path) -> list[tuple[int, str, str]]:
     return rows
 
 
-def _find_flickr_image_folder(caption_file: Path, root: Path, names: list[str]) -> Path:
+def _find_flickr_image_folder(caption_file: Path, root: Path, names: list[str], boundary: Boundary) -> Path:
     candidates = []
     for base in dict.fromkeys([root, caption_file.parent, caption_file.parent.parent]):
         candidates += [base / f for f in FLICKR_IMAGE_FOLDERS] + [base]
-    existing = [c for c in dict.fromkeys(candidates) if c.is_dir()]
+    existing = [c for c in dict.fromkeys(candidates) if c.is_dir() and boundary.contains(c)]
     probes = names[:50]
     best, best_hits = None, 0
     for folder in existing:
@@ -178,20 +189,29 @@ def _read_split_lists(folders: list[Path]) -> dict[str, set[str]]:
         for folder in folders:
             path = folder / f"Flickr_8k.{stem}Images.txt"
             if path.is_file():
-                lines = path.read_text(encoding="utf-8-sig").split()
+                lines = read_manifest_text(path).split()
                 lists[split] = {line.strip() for line in lines if line.strip()}
                 break
     return lists
 
 
-def load_flickr8k(path: PathLike, split: str | None = None, seed: int = 0) -> Dataset:
-    """Flickr8k from a token file or Kaggle ``captions.txt`` (file or folder ``path``); see module doc."""
+def load_flickr8k(path: PathLike, split: str | None = None, seed: int = 0, *, allow_outside: bool = False) -> Dataset:
+    """Flickr8k from a token file or Kaggle ``captions.txt`` (file or folder ``path``); see module doc.
+
+    Images must stay inside ``path`` (or the caption file's folder) unless ``allow_outside``.
+    """
     path = Path(path)
     caption_file = _find_flickr_caption_file(path)
     root = path if path.is_dir() else caption_file.parent
+    boundary = Boundary(root, allow_outside)
     rows = _read_flickr_rows(caption_file)
     names = list(dict.fromkeys(image for _, image, _ in rows if image))
-    folder = _find_flickr_image_folder(caption_file, root, names)
+    folder = _find_flickr_image_folder(caption_file, root, names, boundary)
+    checked: set[str] = set()
+    for number, image, _ in rows:
+        if image and image not in checked:
+            boundary.check(folder / image, f"{caption_file}, row {number}", image)
+            checked.add(image)
     files = _FileIndex()
     captions: dict[str, list[str]] = {}
     bad_rows, examples = 0, []
@@ -231,15 +251,23 @@ def _class_folders(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def load_folder(path: PathLike, split: str | None = None, describe: Callable[[str], str] | None = None) -> Dataset:
+def load_folder(
+    path: PathLike,
+    split: str | None = None,
+    describe: Callable[[str], str] | None = None,
+    *,
+    allow_outside: bool = False,
+) -> Dataset:
     """Class folders ``PATH/<split>/<Class>/*`` or ``PATH/<Class>/*``; captions from ``describe(label)``.
 
-    ``describe`` defaults to :func:`gemcaption.data.gemstones.describe_gemstone`.
+    ``describe`` defaults to :func:`gemcaption.data.gemstones.describe_gemstone`. A file or folder
+    that is a symlink leading out of ``PATH`` is refused unless ``allow_outside``.
     """
     describe = describe or describe_gemstone
     root = Path(path)
     if not root.is_dir():
         raise DatasetError(f"{root}: no such folder")
+    boundary = Boundary(root, allow_outside)
     top = _class_folders(root)
     split_level = (
         bool(top) and all(p.name.lower() in SPLIT_FOLDER_NAMES for p in top) and any(_class_folders(p) for p in top)
@@ -253,6 +281,7 @@ def load_folder(path: PathLike, split: str | None = None, describe: Callable[[st
                 captions_of[label] = (describe(label),)
             for file in sorted(class_folder.iterdir()):
                 if _is_image_file(file):
+                    boundary.check(file, str(root), str(file.relative_to(root)))
                     samples.append(Sample(str(file), captions_of[label], label, split_name))
     if not samples:
         raise DatasetError(
@@ -265,15 +294,21 @@ def load_folder(path: PathLike, split: str | None = None, describe: Callable[[st
 # CSV manifest
 
 
-def _resolve_image(value: str, base: Path, files: _FileIndex) -> Path | None:
+def _resolve_image(value: str, base: Path, files: _FileIndex, boundary: Boundary, where: str) -> Path | None:
+    """The image file ``value`` names (relative to ``base``, then ``base/images``); None when missing.
+
+    A path leading outside ``boundary`` raises DatasetError whether or not the file exists."""
     candidate = Path(value).expanduser()
     if candidate.is_absolute():
+        boundary.check(candidate, where, value)
         return candidate if candidate.is_file() else None
+    found = None
     for folder in (base, base / "images"):
         path = folder / candidate
-        if files.exists(path):
-            return path
-    return None
+        if found is None and files.exists(path):
+            found = path
+    boundary.check(found or base / candidate, where, value)
+    return found
 
 
 def _cell(row: list[str], column: dict[str, int], name: str) -> str | None:
@@ -282,22 +317,24 @@ def _cell(row: list[str], column: dict[str, int], name: str) -> str | None:
     return row[index].strip() if index is not None and index < len(row) else None
 
 
-def load_csv(path: PathLike, split: str | None = None) -> Dataset:
-    """A CSV manifest ``image,caption[,label][,split]``; see the module docstring."""
+def load_csv(path: PathLike, split: str | None = None, *, allow_outside: bool = False) -> Dataset:
+    """A CSV manifest ``image,caption[,label][,split]``; see the module docstring.
+
+    Image paths must stay inside the CSV's folder unless ``allow_outside``."""
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"{path}: no such CSV file")
-    with open(path, encoding="utf-8-sig", newline="") as handle:
-        reader = csv.reader(handle)
-        header = [h.strip().lower() for h in next(reader, [])]
-        missing = [c for c in ("image", "caption") if c not in header]
-        if missing:
-            raise DatasetError(f"{path}: header lacks column(s) {missing} (got {header})")
-        column: dict[str, int] = {
-            name: header.index(name) for name in ("image", "caption", "label", "split") if name in header
-        }
-        rows = list(enumerate(reader, 2))
+    parsed = parse_csv(path, read_manifest_text(path))
+    header = [h.strip().lower() for h in parsed[0][1]] if parsed else []
+    missing = [c for c in ("image", "caption") if c not in header]
+    if missing:
+        raise DatasetError(f"{path}: header lacks column(s) {missing} (got {header})")
+    column: dict[str, int] = {
+        name: header.index(name) for name in ("image", "caption", "label", "split") if name in header
+    }
+    rows = parsed[1:]
     base, files = path.parent, _FileIndex()
+    boundary = Boundary(base, allow_outside)
     grouped: dict[str, dict] = {}
     bad, examples = 0, []
     for number, row in rows:
@@ -313,9 +350,11 @@ def load_csv(path: PathLike, split: str | None = None) -> Dataset:
         elif not caption:
             problem = "empty caption"
         else:
-            resolved = _resolve_image(image, base, files)
+            resolved = _resolve_image(image, base, files, boundary, f"{path}, row {number}")
             if resolved is None:
                 problem = f"missing image {image}"
+            elif not has_image_extension(resolved):
+                problem = f"not an image file name: {image}"
         if problem:
             bad += 1
             examples.append(f"line {number}: {problem}")
@@ -365,13 +404,28 @@ def _path_argument(name: str, argument: str) -> Path:
     return Path(argument.strip()).expanduser()
 
 
-DatasetOpener = Callable[[str, str | None, int], Dataset]
+# An opener is called ``open(argument, split, seed)``; one that reads image paths also takes the
+# keyword ``allow_outside``, passed only when the caller allows paths outside the data set's folder.
+DatasetOpener = Callable[..., Dataset]
 DATASET_FORMATS: Registry[DatasetOpener] = Registry("dataset format")
 DATASET_FORMATS.register(
-    "flickr8k", lambda arg, split, seed: load_flickr8k(_path_argument("flickr8k", arg), split, seed)
+    "flickr8k",
+    lambda arg, split, seed, allow_outside=False: load_flickr8k(
+        _path_argument("flickr8k", arg), split, seed, allow_outside=allow_outside
+    ),
 )
-DATASET_FORMATS.register("folder", lambda arg, split, seed: load_folder(_path_argument("folder", arg), split))
-DATASET_FORMATS.register("csv", lambda arg, split, seed: load_csv(_path_argument("csv", arg), split))
+DATASET_FORMATS.register(
+    "folder",
+    lambda arg, split, seed, allow_outside=False: load_folder(
+        _path_argument("folder", arg), split, allow_outside=allow_outside
+    ),
+)
+DATASET_FORMATS.register(
+    "csv",
+    lambda arg, split, seed, allow_outside=False: load_csv(
+        _path_argument("csv", arg), split, allow_outside=allow_outside
+    ),
+)
 DATASET_FORMATS.register("demo", _open_demo)
 
 # Formats usable without ``:ARGUMENT``.
@@ -386,25 +440,31 @@ def dataset_spec_forms() -> str:
     return ", ".join(forms[:-1]) + " or " + forms[-1]
 
 
-def load_dataset(spec: str | PathLike | Dataset, split: str | None = None, seed: int = 0) -> Dataset:
+def _open(opener: DatasetOpener, argument: str, split: str | None, seed: int, allow_outside: bool) -> Dataset:
+    return opener(argument, split, seed, allow_outside=True) if allow_outside else opener(argument, split, seed)
+
+
+def load_dataset(
+    spec: str | PathLike | Dataset, split: str | None = None, seed: int = 0, *, allow_outside: bool = False
+) -> Dataset:
     """Load ``"flickr8k:PATH"``, ``"folder:PATH"``, ``"csv:PATH"``, ``"demo"`` / ``"demo:N"`` or a bare path.
 
     A :class:`Dataset` is returned as is (filtered by ``split``). ``split=None`` or ``"all"``
     returns every split; ``seed`` drives the seeded splits when a dataset has no split lists.
     An unknown ``FORMAT:`` prefix raises :class:`UnknownNameError` listing :data:`DATASET_FORMATS`.
+    Image paths outside the data set's folder are refused unless ``allow_outside``.
     """
     if isinstance(spec, Dataset):
         return _filter_split(spec, split)
     text = str(spec).strip()
     prefixed = _FORMAT_PREFIX.match(text)
     if prefixed and prefixed.group(1) in DATASET_FORMATS:
-        opener = DATASET_FORMATS.get(prefixed.group(1))
-        return opener(prefixed.group(2), split, seed)
+        return _open(DATASET_FORMATS.get(prefixed.group(1)), prefixed.group(2), split, seed, allow_outside)
     if text in DATASET_FORMATS and DATASET_FORMATS.canonical(text) in _BARE_FORMATS:
         return DATASET_FORMATS.get(text)("", split, seed)
     path = Path(text).expanduser()
     if path.exists():
-        return DATASET_FORMATS.get(_guess_format(path))(str(path), split, seed)
+        return _open(DATASET_FORMATS.get(_guess_format(path)), str(path), split, seed, allow_outside)
     if prefixed:
         raise UnknownNameError("dataset format", prefixed.group(1), DATASET_FORMATS.names())
     raise DatasetError(f"unknown dataset {text!r}: no such file or folder; expected {dataset_spec_forms()}")

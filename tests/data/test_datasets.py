@@ -221,7 +221,9 @@ def test_csv_absolute_paths(tmp_path):
     image = make_image(tmp_path / "elsewhere" / "x.jpg")
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "m.csv").write_text(f"image,caption\n{image},una pulsera\n")
-    assert load_csv(tmp_path / "sub" / "m.csv")[0].image == str(image)
+    assert load_csv(tmp_path / "sub" / "m.csv", allow_outside=True)[0].image == str(image)
+    with pytest.raises(DatasetError, match="allow-outside"):  # outside the manifest's folder: refused by default
+        load_csv(tmp_path / "sub" / "m.csv")
 
 
 # --- Dataset and splitting -----------------------------------------------------------------------
