@@ -11,6 +11,12 @@ On one split of a dataset, every readable image is captioned once (``beam_width`
 * ``cat`` (when the images have labels): leave-one-out within the split, images represented by
   their generated captions' embeddings; relevant = same label; mAP and precision@10.
 
+:func:`cross_modal_figures` scores a joint text/image space (:mod:`gemcaption.space`) directly:
+``t2i`` (each reference caption ranks the N images), ``ann`` (annotation: each image ranks all the
+5N reference captions; relevant = its own, usually 5) and, when image query vectors are given,
+``i2t`` (each image query ranks the N images represented by their reference captions).
+:func:`category_figures` is leave-one-out same-label retrieval over any image vectors.
+
 Embeddings come from the retriever's caption embedder (cosine = dot product), fitted on the
 dataset's ``train`` split reference captions, or, when there is none, on the evaluated split's
 references (said in ``embedder_fitted_on``). Every ranking figure has its chance level beside it
@@ -132,3 +138,45 @@ def format_report(figures: dict) -> str:
         shown = f"{value:.4f}" if isinstance(value, float) else str(value)
         lines.append(f"{key:20s} {shown:>10s}" + (f"   (chance {chance:.4f})" if chance is not None else ""))
     return "\n".join(lines)
+
+
+def cross_modal_figures(
+    image_vectors, caption_vectors, owners: Sequence[int], query_vectors=None, gallery_vectors=None
+) -> dict:
+    """``t2i_*`` and ``ann_*`` (annotation) figures of a joint space, with chance levels; ``i2t_*`` too
+    when ``query_vectors`` (one per image) are given.
+
+    ``image_vectors`` (N, D) represent the images for text queries, ``caption_vectors`` (M, D) the
+    reference captions, ``owners[m]`` the image of caption m. For ``i2t`` the gallery is
+    ``gallery_vectors`` (default: the normalised mean of each image's caption vectors).
+    """
+    import numpy as np
+
+    images = np.asarray(image_vectors, np.float32)
+    captions = np.asarray(caption_vectors, np.float32)
+    owners = list(owners)
+    items = list(range(len(images)))
+    out: dict = {}
+    t2i = retrieval_metrics(captions @ images.T, same_item_relevance(owners, items))
+    out.update(_prefixed("t2i", t2i, RANK_KEYS))
+    ann = retrieval_metrics(images @ captions.T, same_item_relevance(items, owners))
+    out.update(_prefixed("ann", ann, RANK_KEYS))
+    if query_vectors is not None:
+        if gallery_vectors is None:
+            sums = np.zeros_like(images)
+            np.add.at(sums, np.asarray(owners), captions)
+            gallery_vectors = sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
+        scores = np.asarray(query_vectors, np.float32) @ np.asarray(gallery_vectors, np.float32).T
+        out.update(_prefixed("i2t", retrieval_metrics(scores, same_item_relevance(items, items)), RANK_KEYS))
+    return out
+
+
+def category_figures(vectors, labels: Sequence[Hashable], prefix: str = "cat") -> dict:
+    """Leave-one-out same-label retrieval of unit ``vectors``: ``<prefix>_r1``, ``_r10``, ``_map``, ``_p10``..."""
+    import numpy as np
+
+    vectors = np.asarray(vectors, np.float32)
+    metrics = category_retrieval_metrics(vectors @ vectors.T, list(labels))
+    out = _prefixed(prefix, metrics, ("r1", "r5", "r10", "map", "p10"))
+    out[f"{prefix}_queries"] = metrics["n_queries"]
+    return out
