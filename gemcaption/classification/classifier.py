@@ -2,9 +2,18 @@
 
 Saved as a directory (atomically, :func:`gemcaption.persistence.save_directory`): ``manifest.json``
 (format ``gemcaption-classifier``, version 2, ``kind`` = the model's kind, ``config`` =
-``{"labels", "training_seconds"}``) and the model in ``model/`` (its own manifest, see
-:mod:`gemcaption.classification.base`). Directories of the previous release (``labels.json`` +
-``model/model.json``, format version 1) still load.
+``{"labels", "training_seconds", "calibration", "open_set"}``) and the model in ``model/`` (its own
+manifest, see :mod:`gemcaption.classification.base`). Directories of the previous release
+(``labels.json`` + ``model/model.json``, format version 1) still load; so do directories saved
+before calibration (temperature 1, no unknown flag).
+
+Training holds out a validation part of the training data; on it a temperature is fitted
+(:mod:`gemcaption.classification.calibration`) and the open-set threshold chosen
+(:mod:`gemcaption.classification.open_set`), so that 95 % of the known validation stones are
+accepted. The open-set score is, by default (``open_set="features"``), the cosine between a photo's
+EfficientNet-Lite0 features and the nearest class mean of the training photos (means saved in
+``open_set.npz``), which tells gem photos from other photos far better than the top probability;
+``open_set="probability"`` uses the calibrated top probability instead, ``None`` flags nothing.
 """
 
 from __future__ import annotations
@@ -15,30 +24,38 @@ from pathlib import Path
 import numpy as np
 
 from ..data.splits import stratified_split
-from ..errors import DatasetError, ImageError, ModelError
+from ..errors import ConfigError, DatasetError, ImageError, ModelError
 from ..persistence import has_manifest, read_json, read_manifest, resolve_directory, save_directory
 from .base import MODEL_KINDS, Timer, load_model_dir, write_model_dir
+from .calibration import TemperatureScaling
 from .kinds import CLASSIFIER_KINDS, make_model
+from .open_set import ClassMeans, OpenSetRule, max_probability
 
 FORMAT = "gemcaption-classifier"
 FORMAT_VERSION = 2
 LEGACY_LABELS_FILE = "labels.json"  # format version 1
 MODEL_SUBDIR = "model"
 MODEL_CHOICES = tuple(CLASSIFIER_KINDS.names())
+OPEN_SET_FILE = "open_set.npz"
+OPEN_SET_MODES = ("features", "probability", None)
+OPEN_SET_ENCODER = ("efficientnet_lite0", "imagenet", 224)  # encoder, weights, image size of the class means
 
 
 @dataclass
 class Prediction:
-    """One image's predicted class, its probability and the top-k alternatives."""
+    """One image's predicted class, its calibrated probability, the top-k alternatives, and whether
+    the photo looks like none of the known stones (``unknown``)."""
 
     label: str
     probability: float
     top_k: list[tuple[str, float]] = field(default_factory=list)
+    unknown: bool = False
 
     def to_dict(self) -> dict:
         return {
             "label": self.label,
             "probability": self.probability,
+            "unknown": self.unknown,
             "top_k": [{"label": label, "probability": p} for label, p in self.top_k],
         }
 
@@ -116,11 +133,18 @@ class GemClassifier:
     ['Alexandrite (0.82): a colour-change chrysoberyl, ...']
     """
 
-    def __init__(self, model="vae", **options):
+    def __init__(self, model="vae", open_set: str | None = "features", **options):
+        if open_set not in OPEN_SET_MODES:
+            raise ConfigError(f"open_set must be one of {list(OPEN_SET_MODES)}, got {open_set!r}")
+        self.open_set_mode = open_set
+        self.class_means: ClassMeans | None = None
         self.model = make_model(model, **options) if isinstance(model, str) else model
         self.labels: list[str] = []
         self.history: dict = {}
         self.training_seconds = None
+        self.calibration = TemperatureScaling(1.0)
+        self.open_set: OpenSetRule | None = None
+        self.calibration_report: dict = {}
 
     @property
     def kind(self) -> str:
@@ -131,13 +155,21 @@ class GemClassifier:
         return self.model.image_size
 
     def fit(
-        self, train, validation=None, validation_fraction: float = 0.2, seed: int = 0, progress: bool = False
+        self,
+        train,
+        validation=None,
+        validation_fraction: float = 0.2,
+        seed: int = 0,
+        progress: bool = False,
+        accept: float = 0.95,
     ) -> dict:
         """Train on a class-folder dataset (Dataset, ``folder:PATH`` spec, or (images, labels)).
 
         Without ``validation`` a seeded stratified ``validation_fraction`` of ``train`` is held out
-        for early stopping (the seed paper's 80/20 of the training set); 0 disables that.
-        Returns the training history.
+        for early stopping (the seed paper's 80/20 of the training set); 0 disables that. The same
+        validation part fits the temperature and the open-set threshold (``accept``: share of known
+        validation stones accepted); without one the probabilities stay uncalibrated and nothing
+        is flagged unknown. Returns the training history.
         """
         images, labels = dataset_items(train)
         self.labels = sorted(set(labels))
@@ -162,32 +194,129 @@ class GemClassifier:
         with Timer() as timer:
             self.history = self.model.fit(pixels, y, len(self.labels), validation=val)
         self.training_seconds = timer.seconds
+        self.calibration, self.open_set, self.calibration_report = TemperatureScaling(1.0), None, {}
+        self.class_means = None
+        if val is not None:
+            self.calibrate(self.model.predict_proba(val[0]), val[1], accept)
+            if self.open_set_mode == "features":
+                self.class_means = ClassMeans().fit(self.open_set_features(pixels), y)
+                scores = self.class_means.score(self.open_set_features(val[0]))
+                self.open_set = OpenSetRule("class_mean_cosine", accept=accept).fit(scores)
+            elif self.open_set_mode is None:
+                self.open_set = None
         return self.history
+
+    @staticmethod
+    def open_set_features(pixels: np.ndarray) -> np.ndarray:
+        """Pooled EfficientNet-Lite0 features (224 px, through the feature cache) of uint8 images."""
+        from .baselines import FeatureExtractor
+
+        name, weights, size = OPEN_SET_ENCODER
+        if pixels.shape[1] != size:
+            from PIL import Image
+
+            pixels = np.stack(
+                [np.asarray(Image.fromarray(p).resize((size, size), Image.Resampling.BICUBIC)) for p in pixels]
+            )
+        extractor = FeatureExtractor(("encoder",), name, weights, size, cache=True)
+        return np.concatenate([extractor(pixels[i : i + 256]) for i in range(0, len(pixels), 256)])
+
+    def open_set_scores(self, pixels: np.ndarray, calibrated: np.ndarray) -> np.ndarray:
+        """The open-set score of each image (higher = more like a known stone)."""
+        if self.open_set is not None and self.open_set.score == "class_mean_cosine":
+            if self.class_means is None:
+                raise ModelError("the open-set class means are missing")
+            return self.class_means.score(self.open_set_features(pixels))
+        return max_probability(calibrated)
+
+    def calibrate(self, probabilities, labels, accept: float = 0.95) -> dict:
+        """Fit the temperature and the open-set threshold on validation probabilities (uncalibrated,
+        columns = ``self.labels``) and labels (indices); returns ECE and NLL before and after."""
+        from ..evaluation.classification import expected_calibration_error
+        from .calibration import negative_log_likelihood
+
+        probabilities, labels = np.asarray(probabilities, np.float64), np.asarray(labels, np.int64)
+        self.calibration = TemperatureScaling().fit(probabilities, labels)
+        calibrated = self.calibration.transform(probabilities)
+        self.open_set = OpenSetRule("max_probability", accept=accept).fit(max_probability(calibrated))
+        self.calibration_report = {
+            "validation_images": len(labels),
+            "temperature": self.calibration.temperature,
+            "ece_before": expected_calibration_error(probabilities, labels),
+            "ece_after": expected_calibration_error(calibrated, labels),
+            "nll_before": negative_log_likelihood(probabilities, labels),
+            "nll_after": negative_log_likelihood(calibrated, labels),
+        }
+        return self.calibration_report
 
     def _require_fitted(self):
         if not self.labels:
             raise ModelError("the classifier is not trained yet: call fit() or GemClassifier.load()")
 
-    def predict_proba(self, images, progress: bool = False) -> np.ndarray:
-        """Class probabilities (N, K); columns follow ``self.labels``. Unreadable images raise."""
+    def predict_proba(self, images, progress: bool = False, calibrated: bool = True) -> np.ndarray:
+        """Class probabilities (N, K), calibrated unless ``calibrated=False``; columns follow
+        ``self.labels``. Unreadable images raise."""
         self._require_fitted()
         single = isinstance(images, (str, Path, bytes)) or (isinstance(images, np.ndarray) and images.ndim == 3)
         sources = [images] if single else list(images)
         if not sources:
             return np.zeros((0, len(self.labels)))
         pixels, _ = load_pixels(sources, self.image_size, strict=True, progress=progress)
-        return self.model.predict_proba(pixels)
+        probabilities = self.model.predict_proba(pixels)
+        return self.calibration.transform(probabilities) if calibrated else probabilities
 
-    def predict(self, images, top_k: int = 3) -> list[Prediction]:
-        """For each image: the most probable class, its probability and the ``top_k`` classes."""
-        probabilities = self.predict_proba(images)
+    def _predictions(self, pixels: np.ndarray, top_k: int) -> list[Prediction]:
+        probabilities = self.calibration.transform(self.model.predict_proba(pixels))
         k = max(1, min(int(top_k), len(self.labels)))
+        unknown = (
+            self.open_set.is_unknown(self.open_set_scores(pixels, probabilities))
+            if self.open_set is not None and len(probabilities)
+            else np.zeros(len(probabilities), bool)
+        )
         out = []
-        for row in probabilities:
+        for row, flag in zip(probabilities, unknown):
             order = np.argsort(-row, kind="stable")[:k]
             top = [(self.labels[i], float(row[i])) for i in order]
-            out.append(Prediction(top[0][0], top[0][1], top))
+            out.append(Prediction(top[0][0], top[0][1], top, bool(flag)))
         return out
+
+    def predict(self, images, top_k: int = 3) -> list[Prediction]:
+        """For each image: the most probable class, its calibrated probability, the ``top_k``
+        classes and the unknown flag. Unreadable images raise (see :meth:`predict_sources`)."""
+        self._require_fitted()
+        single = isinstance(images, (str, Path, bytes)) or (isinstance(images, np.ndarray) and images.ndim == 3)
+        sources = [images] if single else list(images)
+        if not sources:
+            return []
+        pixels, _ = load_pixels(sources, self.image_size, strict=True)
+        return self._predictions(pixels, top_k)
+
+    def predict_sources(self, sources, top_k: int = 3) -> list[Prediction | ImageError]:
+        """Like :meth:`predict` for a list of images, but an unreadable image gives its
+        :class:`~gemcaption.errors.ImageError` in its place instead of stopping the others."""
+        import warnings
+
+        from ..data.images import load_image, load_images
+
+        self._require_fitted()
+        sources = list(sources)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # each failure is returned below, naming its file
+            pixels, kept = load_images(sources, self.image_size)
+        results: list[Prediction | ImageError] = []
+        for index, source in enumerate(sources):
+            if index in kept:
+                continue
+            try:
+                load_image(source)
+                error = ImageError(f"could not read image {source!r}")
+            except ImageError as exc:
+                error = exc
+            results.append(error)
+        errors = iter(results)
+        predictions = iter(self._predictions(pixels, top_k) if kept else [])
+        kept_set = set(kept)
+        return [next(predictions) if i in kept_set else next(errors) for i in range(len(sources))]
 
     def describe(self, images) -> list[str]:
         """Caption from the predicted class: ``"Alexandrite (0.82): <description>"``."""
@@ -195,6 +324,9 @@ class GemClassifier:
         for prediction in self.predict(images, top_k=1):
             description = caption_text(prediction.label)
             head = f"{prediction.label} ({prediction.probability:.2f})"
+            if prediction.unknown:
+                captions.append(f"unknown: not like any known stone (closest {head})")
+                continue
             captions.append(f"{head}: {description}" if description else head)
         return captions
 
@@ -207,7 +339,7 @@ class GemClassifier:
         self._require_fitted()
         images, labels = dataset_items(data)
         pixels, kept = load_pixels(images, self.image_size, strict=False, progress=progress)
-        probabilities = self.model.predict_proba(pixels)
+        probabilities = self.calibration.transform(self.model.predict_proba(pixels))
         y_true = [labels[i] for i in kept]
         y_pred = [self.labels[i] for i in probabilities.argmax(axis=1)]
         metrics = classification_metrics(y_true, y_pred, sorted(set(self.labels) | set(y_true)))
@@ -219,11 +351,26 @@ class GemClassifier:
             )
             metrics["tfidf_similarity"] = float(similarity.mean())
         metrics["evaluated"] = len(kept)
+        known = [i for i, label in enumerate(y_true) if label in self.labels]
+        if known:
+            from ..evaluation.classification import expected_calibration_error
+
+            index = {label: i for i, label in enumerate(self.labels)}
+            metrics["ece"] = expected_calibration_error(probabilities[known], [index[y_true[i]] for i in known])
+        if self.open_set is not None:
+            scores = self.open_set_scores(pixels, probabilities)
+            metrics["unknown_rate"] = float(np.mean(self.open_set.is_unknown(scores)))
         return metrics
 
     def get_config(self) -> dict:
-        """What the manifest stores beside the model: the class names and the training time."""
-        return {"labels": list(self.labels), "training_seconds": self.training_seconds}
+        """What the manifest stores beside the model: the class names, the training time, the
+        calibration (temperature and its validation report) and the open-set rule."""
+        config: dict = {"labels": list(self.labels), "training_seconds": self.training_seconds}
+        if self.calibration_report:  # calibrated on a validation part (absent: temperature 1)
+            config["calibration"] = {**self.calibration.get_config(), "report": self.calibration_report}
+        if self.open_set is not None:
+            config["open_set"] = self.open_set.get_config()
+        return config
 
     def save(self, directory) -> Path:
         """Write the manifest and the model (``model/``) into ``directory``, atomically: a crash
@@ -241,6 +388,8 @@ class GemClassifier:
                 write_model_dir(self.model, staged / MODEL_SUBDIR)
             else:  # a model class of its own, with only save()
                 self.model.save(staged / MODEL_SUBDIR)
+            if self.class_means is not None:
+                np.savez(staged / OPEN_SET_FILE, **self.class_means.arrays())
 
         return save_directory(directory, FORMAT, FORMAT_VERSION, self.kind, self.get_config(), write)
 
@@ -263,6 +412,16 @@ class GemClassifier:
         classifier = cls(model)
         classifier.labels = [str(label) for label in labels]
         classifier.training_seconds = config.get("training_seconds")
+        try:
+            calibration = config.get("calibration") or None
+            classifier.calibration = TemperatureScaling.from_config(calibration)
+            classifier.calibration_report = dict((calibration or {}).get("report") or {})
+            classifier.open_set = OpenSetRule.from_config(config.get("open_set"))
+            if classifier.open_set is not None and classifier.open_set.score == "class_mean_cosine":
+                with np.load(path / OPEN_SET_FILE, allow_pickle=False) as arrays:
+                    classifier.class_means = ClassMeans(arrays["center"], arrays["means"])
+        except (KeyError, TypeError, ValueError, OSError) as exc:
+            raise ModelError(f"damaged: {path} (calibration / open set: {exc})") from None
         return classifier
 
     def __repr__(self) -> str:

@@ -15,24 +15,28 @@ from ..registry import Registry
 _PACKAGE = "gemcaption.classification"
 
 CLASSIFIER_KINDS: Registry = Registry("classifier kind")
-CLASSIFIER_KINDS.register("vae", f"{_PACKAGE}.vae_classifier:VAEClassifier")
+CLASSIFIER_KINDS.register("vae", f"{_PACKAGE}.feature_vae:FeatureVAEClassifier", aliases=("feature-vae",))
 CLASSIFIER_KINDS.register("cnn", f"{_PACKAGE}.cnn:CNNClassifier")
 CLASSIFIER_KINDS.register("svm", f"{_PACKAGE}.baselines:support_vector_machine")
 CLASSIFIER_KINDS.register("rf", f"{_PACKAGE}.baselines:random_forest", aliases=("random_forest",))
 CLASSIFIER_KINDS.register("gan", f"{_PACKAGE}.gan:GANClassifier")
 CLASSIFIER_KINDS.register("logreg", f"{_PACKAGE}.baselines:logistic_regression", aliases=("logistic_regression",))
+CLASSIFIER_KINDS.register("vae-seed", f"{_PACKAGE}.vae_classifier:VAEClassifier")
 
 MODEL_CLASSES: Registry = Registry("classifier model")
 MODEL_CLASSES.register("descriptor", f"{_PACKAGE}.baselines:DescriptorClassifier")
 MODEL_CLASSES.register("cnn", f"{_PACKAGE}.cnn:CNNClassifier")
-MODEL_CLASSES.register("vae", f"{_PACKAGE}.vae_classifier:VAEClassifier")
+MODEL_CLASSES.register("vae", f"{_PACKAGE}.vae_classifier:VAEClassifier", aliases=("vae-seed",))  # saved as "vae"
+MODEL_CLASSES.register("feature-vae", f"{_PACKAGE}.feature_vae:FeatureVAEClassifier")
 MODEL_CLASSES.register("gan", f"{_PACKAGE}.gan:GANClassifier")
 
 
 def make_model(model: str = "vae", **options):
     """A fresh classifier model by name.
 
-    ``vae`` the seed's VAE; ``gan`` semi-supervised DCGAN; ``cnn`` EfficientNet + trained head;
+    ``vae`` a VAE over the pretrained encoder's features with the classifier on its latent space
+    (:mod:`~gemcaption.classification.feature_vae`); ``vae-seed`` the seed's pixel VAE (model
+    directories saved as kind ``vae`` load as this); ``gan`` semi-supervised DCGAN; ``cnn`` EfficientNet + trained head;
     ``rf`` / ``svm`` on the colour histogram + LBP descriptor (pass ``features=("encoder",)`` or
     both for encoder features); ``logreg`` logistic regression on EfficientNet-Lite0 features +
     colour histogram + LBP + foreground colour histogram, with flipped copies (the best measured).

@@ -83,3 +83,46 @@ def save_confusion_matrix(matrix, labels, path) -> Path:
 
     save_confusion_matrix_png(np.asarray(matrix), list(labels), str(path))
     return Path(path)
+
+
+def save_reliability_diagram(curves: dict, path, title: str = "reliability diagram", dpi: int = 100) -> Path:
+    """Accuracy against confidence per bin for one or more probability sets.
+
+    ``curves`` maps a legend name (e.g. ``"before (ECE 0.12)"``) to the bins of
+    :func:`gemcaption.evaluation.classification.reliability_bins`; the diagonal is perfect calibration.
+    """
+    if not curves:
+        raise ConfigError("no reliability curves to draw")
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(4.6, 4.4))
+    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="perfect")
+    for name, bins in curves.items():
+        ax.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], marker="o", markersize=3, label=name)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("confidence (top-class probability)")
+    ax.set_ylabel("accuracy")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    return save_png(fig, path, dpi=dpi)
+
+
+def save_score_histograms(groups: dict, threshold: float | None, path, title: str = "", dpi: int = 100) -> Path:
+    """Overlaid histograms of an open-set score per image group (``{"known": scores, ...}``), with the threshold."""
+    if not groups:
+        raise ConfigError("no score groups to draw")
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(5.2, 3.4))
+    values = np.concatenate([np.asarray(v, np.float64) for v in groups.values()])
+    edges = np.linspace(values.min(), values.max(), 41)
+    for name, scores in groups.items():
+        ax.hist(np.asarray(scores, np.float64), bins=edges, alpha=0.5, density=True, label=f"{name} ({len(scores)})")
+    if threshold is not None:
+        ax.axvline(threshold, color="black", linestyle="--", linewidth=1, label="threshold")
+    ax.set_xlabel("score (higher = more like a known stone)")
+    ax.set_ylabel("density")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return save_png(fig, path, dpi=dpi)

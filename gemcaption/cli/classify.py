@@ -1,4 +1,10 @@
-"""``gemcaption classify train`` and ``gemcaption classify predict``."""
+"""``gemcaption classify train`` and ``gemcaption classify predict``.
+
+``predict`` takes image files and folders (searched recursively for image files); each image gets
+its class, calibrated probability, top-k classes, the unknown flag and the stone's description.
+An unreadable image is reported on stderr and the others are still predicted; the exit status is
+then 1.
+"""
 
 from __future__ import annotations
 
@@ -21,11 +27,13 @@ def register(subparsers):
 
     p = commands.add_parser("train", help="train a classifier on a class-folder dataset and evaluate it")
     p.add_argument("--data", required=True, help="folder:PATH (one sub-folder per class) or another dataset spec")
+    p.add_argument("--allow-outside", action="store_true", help="accept image paths outside the manifest's folder")
     p.add_argument(
         "--model",
         default="vae",
         choices=MODELS,
-        help="vae (the seed's VAE), cnn (EfficientNet + head), svm / rf (colour histogram + LBP), "
+        help="vae (VAE over EfficientNet-Lite0 features + colour descriptors, classifier on the latent), "
+        "vae_seed (the seed's pixel VAE), cnn (EfficientNet + head), svm / rf (colour histogram + LBP), "
         "gan (semi-supervised DCGAN), logreg (EfficientNet-Lite0 + histogram + LBP)",
     )
     p.add_argument("--out", required=True, help="directory for the model, metrics.json and the confusion matrix")
@@ -62,8 +70,18 @@ def register(subparsers):
     p = commands.add_parser("predict", help="predict and describe the stone in each image")
     p.add_argument("--model", required=True, help="directory written by 'gemcaption classify train'")
     p.add_argument("--top-k", type=int, default=3)
-    p.add_argument("--json", action="store_true", help="print a JSON list of predictions")
-    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print a JSON list: image, label, calibrated probability, unknown flag, top_k, description",
+    )
+    p.add_argument(
+        "--trust",
+        action="store_true",
+        help="also load a model saved by an earlier gemcaption as a pickle (estimator.joblib): "
+        "loading a pickle can run code, so only for a model you made yourself",
+    )
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files or folders of images")
     p.set_defaults(func=predict)
 
 
@@ -115,14 +133,14 @@ def train(args) -> int:
     if not 0 <= args.test_fraction < 1 or not 0 <= args.validation_fraction < 1:
         raise ConfigError("--test-fraction and --validation-fraction must be in [0, 1)")
     spec = args.data if ":" in args.data or args.data == "demo" else f"folder:{args.data}"
-    dataset = load_dataset(spec)
+    dataset = load_dataset(spec, allow_outside=args.allow_outside)
     train_images, train_labels, test_images, test_labels, removed = split_dataset_items(
         dataset, args.test_fraction, args.seed, args.keep_duplicates, args
     )
     options = {"progress": not args.quiet}
-    if args.epochs is not None and args.model in ("vae", "gan", "cnn"):
+    if args.epochs is not None and args.model in ("vae", "vae_seed", "gan", "cnn"):
         options["epochs"] = args.epochs
-    if args.model in ("cnn", "logreg"):
+    if args.model in ("cnn", "logreg", "vae"):
         options.update(encoder=args.encoder, encoder_weights=args.weights)
         say(args, f"encoder: {args.encoder}, weights: {args.weights}")
     classifier = GemClassifier(args.model, **options)
@@ -166,26 +184,62 @@ def _jsonable(value):
         return str(value)
 
 
+def image_sources(arguments) -> tuple[list[str], list[str]]:
+    """(image paths, problems): a folder gives its image files (recursively, sorted); a folder
+    without any is a problem; a file is passed on as it is (an unreadable one fails when read)."""
+    from ..data.images import has_image_extension
+
+    sources: list[str] = []
+    problems: list[str] = []
+    for argument in arguments:
+        path = Path(argument)
+        if path.is_dir():
+            found = sorted(str(p) for p in path.rglob("*") if p.is_file() and has_image_extension(p))
+            if not found:
+                problems.append(f"{argument}: no image files in this folder")
+            sources += found
+        else:
+            sources.append(argument)
+    return sources, problems
+
+
 def predict(args) -> int:
     from ..classification import GemClassifier
+    from ..classification.base import trusted_loading
     from ..classification.classifier import caption_text
+    from ..errors import ImageError
 
-    classifier = GemClassifier.load(args.model)
-    predictions = classifier.predict(args.images, top_k=args.top_k)
+    with trusted_loading(getattr(args, "trust", False)):
+        classifier = GemClassifier.load(args.model)
+    sources, problems = image_sources(args.images)
+    for problem in problems:
+        print(f"gemcaption: error: {problem}", file=sys.stderr)
+    results = classifier.predict_sources(sources, top_k=args.top_k) if sources else []
+    failed = len(problems)
+    rows = []
+    for image, result in zip(sources, results):
+        if isinstance(result, ImageError):
+            print(f"gemcaption: error: {result}", file=sys.stderr)
+            failed += 1
+            continue
+        rows.append((image, result))
     if args.json:
-        rows = [
-            {"image": image, **p.to_dict(), "description": caption_text(p.label)}
-            for image, p in zip(args.images, predictions)
-        ]
-        print(json.dumps(rows, indent=2, ensure_ascii=False))
-        return 0
-    for image, prediction in zip(args.images, predictions):
-        description = caption_text(prediction.label)
-        alternatives = ", ".join(f"{label} {p:.2f}" for label, p in prediction.top_k[1:])
-        line = f"{image}: {prediction.label} ({prediction.probability:.2f})"
-        if description:
-            line += f": {description}"
-        if alternatives:
-            line += f"  [also: {alternatives}]"
-        print(line)
-    return 0
+        payload = [{"image": image, **p.to_dict(), "description": caption_text(p.label)} for image, p in rows]
+        print(json.dumps(payload, indent=2, ensure_ascii=False))
+    else:
+        for image, prediction in rows:
+            description = caption_text(prediction.label)
+            alternatives = ", ".join(f"{label} {p:.2f}" for label, p in prediction.top_k[1:])
+            if prediction.unknown:
+                closest = f"{prediction.label} {prediction.probability:.2f}"
+                line = f"{image}: unknown (not like any known stone; closest {closest})"
+            else:
+                line = f"{image}: {prediction.label} ({prediction.probability:.2f})"
+                if description:
+                    line += f": {description}"
+            if alternatives:
+                line += f"  [also: {alternatives}]"
+            print(line)
+    if failed:
+        print(f"gemcaption: {failed} of {len(sources) + len(problems)} inputs failed", file=sys.stderr)
+    return 1 if failed else 0

@@ -143,3 +143,42 @@ def save_confusion_matrix_png(
                 )
     figure.tight_layout()
     return save_png(figure, path)
+
+
+def reliability_bins(probabilities: ArrayLike, y_true: Sequence[int], bins: int = 15) -> list[dict]:
+    """Equal-width confidence bins of the top-class probability: for each non-empty bin its
+    ``lower``/``upper`` edges, ``count``, mean ``confidence`` and ``accuracy`` (``y_true`` = class indices)."""
+    p = np.asarray(probabilities, np.float64)
+    y = np.asarray(y_true)
+    if p.ndim != 2 or len(p) != len(y):
+        raise EvaluationError(f"need (N, K) probabilities and N labels, got {p.shape} and {y.shape}")
+    if len(y) == 0:
+        raise EvaluationError("no predictions to score")
+    if bins < 1:
+        raise EvaluationError(f"bins must be at least 1, got {bins}")
+    confidence = p.max(axis=1)
+    correct = p.argmax(axis=1) == y
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, bins - 1)
+    out = []
+    for b in range(bins):
+        mask = which == b
+        if mask.any():
+            out.append(
+                {
+                    "lower": float(edges[b]),
+                    "upper": float(edges[b + 1]),
+                    "count": int(mask.sum()),
+                    "confidence": float(confidence[mask].mean()),
+                    "accuracy": float(correct[mask].mean()),
+                }
+            )
+    return out
+
+
+def expected_calibration_error(probabilities: ArrayLike, y_true: Sequence[int], bins: int = 15) -> float:
+    """ECE: the count-weighted mean gap |accuracy - confidence| over equal-width confidence bins
+    (Guo et al. 2017; 15 bins by default). 0 for a perfectly calibrated classifier."""
+    rows = reliability_bins(probabilities, y_true, bins)
+    total = sum(r["count"] for r in rows)
+    return float(sum(r["count"] * abs(r["accuracy"] - r["confidence"]) for r in rows) / total)
