@@ -63,7 +63,7 @@ def configure_output(quiet: bool) -> None:
     """Warnings once each, on one line; with ``quiet``, TensorFlow's C++ and absl logging off too.
     Must run before TensorFlow is imported for the C++ level to take effect."""
     warnings.simplefilter("once")
-    warnings.formatwarning = _one_line_warning  # type: ignore[assignment]
+    warnings.formatwarning = _one_line_warning
     if quiet:
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
         for name in ("absl", "tensorflow", "keras", "h5py", "PIL"):
