@@ -153,6 +153,7 @@ def test_damaged_indexes(tmp_path):
     edit_manifest(tmp_path / "saved", load, tmp_path, ["vector_index", "index_factory", "batch_size", "hybrid_weight"])
 
 
+@pytest.mark.slow
 def test_damaged_captioners(tmp_path):
     import gemcaption  # noqa: F401  (sets the Keras backend)
     from gemcaption.captioning.captioner import Captioner

@@ -40,6 +40,7 @@ def test_every_example_has_a_test():
     assert {p.stem for p in EXAMPLES.glob("*.py")} == tested
 
 
+@pytest.mark.slow
 def test_finetune_flickr8k(tmp_path, capsys):
     root = tmp_path / "flickr8k"
     rows, train, dev = ["image,caption"], [], []
@@ -76,6 +77,7 @@ def test_finetune_flickr8k(tmp_path, capsys):
     assert "dev split, 2 images: BLEU-1" in printed and "model saved to" in printed
 
 
+@pytest.mark.slow
 def test_finetune_catalogue(tmp_path, capsys):
     rows = ["image,caption,granularity"]
     for i, stone, rgb in pieces(10):
@@ -109,6 +111,7 @@ def test_finetune_catalogue(tmp_path, capsys):
     assert "val: 2 images, BLEU-1" in printed and "generated:" in printed and "Anillo" in printed
 
 
+@pytest.mark.slow
 def test_search_with_retriever(tmp_path, capsys):
     rows = ["image,caption"]
     for i, stone, rgb in pieces(15):

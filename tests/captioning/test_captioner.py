@@ -85,6 +85,7 @@ def test_one_optimizer_step_per_batch_of_images(data):
     assert len(captioner.history["loss"]) == 2
 
 
+@pytest.mark.slow
 def test_same_seed_same_weights(data):
     train, val = data
     weights = []

@@ -217,6 +217,7 @@ def load_toy_version(target: Path) -> int:
     return version
 
 
+@pytest.mark.slow
 def test_a_save_killed_at_random_moments_leaves_the_old_or_the_new_model(tmp_path):
     namespace: dict = {}
     exec(TOY, namespace)

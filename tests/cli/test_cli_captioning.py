@@ -53,6 +53,7 @@ def test_train_then_caption_as_json(catalogue, tmp_path, capsys):
     assert [r["image"] for r in rows] == [image] and isinstance(rows[0]["caption"], str)
 
 
+@pytest.mark.slow
 def test_caption_reports_unreadable_images(catalogue, tmp_path, capsys):
     out = tmp_path / "model"
     assert (
@@ -114,6 +115,7 @@ def test_no_command_prints_help_and_fails(capsys):
     assert "train" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_caption_decoding_options_reach_the_sampler(catalogue, tmp_path, capsys):
     from gemcaption.captioning.captioner import Captioner
 

@@ -73,7 +73,7 @@ def test_an_index_saved_by_another_process_is_picked_up_on_request(tmp_path, ser
     saver = subprocess.Popen([sys.executable, "-c", SAVE_IN_ANOTHER_PROCESS, str(index), *images], env=env)
     answered = 0
     while saver.poll() is None:  # the server keeps answering (the old version) while the other process saves
-        response = client.post("/api/search", json={"text": "sapphire"})
+        response = client.post("/api/search", json={"text": "ruby"})
         assert response.status_code == 200 and len(response.get_json()["results"]) == 1
         answered += 1
         time.sleep(0.05)
