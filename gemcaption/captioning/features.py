@@ -151,7 +151,9 @@ def extract_features(
                 grids = encoder.features(pixels, batch_size=batch_size)
                 for row, local in enumerate(kept):
                     index = chunk[local]
-                    results[index] = grids[row]
+                    # With a cache, a fresh grid goes through the cache's float16 too, so an image gives
+                    # the same features (and a seeded fit the same weights) whether or not it was cached.
+                    results[index] = grids[row] if store is None else grids[row].astype(np.float16)
                     if store is not None and index in digests:
                         store.put(digests[index], grids[row])
             bar.update(len(chunk))

@@ -430,3 +430,22 @@ def test_bad_inputs_raise_clear_errors():
         build_encoder("efficientnetb0", image_size=8, weights=None)
     with pytest.raises(WeightsError):
         build_encoder("efficientnetb0", image_size=32, weights=3.5)
+
+
+def test_features_are_the_same_whether_or_not_they_were_cached(tmp_path):
+    from fakes import make_image
+
+    from gemcaption.captioning.encoders import build_encoder
+    from gemcaption.captioning.features import FeatureCache, extract_features
+
+    encoder = build_encoder("efficientnet_lite0", image_size=32, weights=None)
+    images = []
+    for seed, rgb in enumerate([(200, 30, 30), (30, 30, 200)]):
+        make_image(tmp_path / f"{seed}.png", rgb, seed)
+        images.append(tmp_path / f"{seed}.png")
+    cache = FeatureCache(encoder, root=tmp_path / "cache")
+    fresh, _ = extract_features(encoder, images, cache=cache, progress=False)
+    cached, _ = extract_features(encoder, images, cache=cache, progress=False)
+    uncached, _ = extract_features(encoder, images, cache=False, progress=False)
+    np.testing.assert_array_equal(fresh, cached)
+    assert np.abs(fresh - uncached).max() < 1e-2 * max(1.0, float(np.abs(uncached).max()))
