@@ -394,8 +394,12 @@ class GemClassifier:
         return save_directory(directory, FORMAT, FORMAT_VERSION, self.kind, self.get_config(), write)
 
     @classmethod
-    def load(cls, directory) -> GemClassifier:
-        """Load a classifier written by :meth:`save` (or by the previous release)."""
+    def load(cls, directory, trust: bool = False) -> GemClassifier:
+        """Load a classifier written by :meth:`save` (or by the previous release).
+
+        ``trust=True`` also reads the joblib files of models saved by the previous release (they can
+        run code: only for directories you made); without it they are refused with one ModelError.
+        """
         path = resolve_directory(directory, must_exist=False)
         if has_manifest(path):
             config = read_manifest(path, FORMAT, (FORMAT_VERSION,)).config
@@ -406,7 +410,7 @@ class GemClassifier:
         labels = config.get("labels") if isinstance(config, dict) else None
         if not isinstance(labels, list) or not labels:
             raise ModelError(f"damaged: {path} (no class labels)")
-        model = load_model_dir(path / MODEL_SUBDIR)
+        model = load_model_dir(path / MODEL_SUBDIR, trust=trust)
         if model.num_classes != len(labels):
             raise ModelError(f"{directory}: {len(labels)} labels but the model has {model.num_classes} classes")
         classifier = cls(model)

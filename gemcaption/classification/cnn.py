@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ModelError
-from .base import SavedModel, check_images, check_labels, config_from_model_file
+from .base import SavedModel, check_images, check_labels, config_from_model_file, read_keras_file
 from .baselines import FeatureExtractor, apply_view
 from .keras_parts import softmax_head
 
@@ -212,14 +212,13 @@ class CNNClassifier(SavedModel):
     @classmethod
     def load(cls, directory, encoder=None):
         """Rebuild from a directory written by :meth:`save`."""
-        import keras
 
         payload, config = config_from_model_file(directory, encoder, ("views",))
         model = cls(**config)
         model.num_classes = int(payload["num_classes"])
         path = Path(directory)
         try:
-            model.head = keras.saving.load_model(path / HEAD_FILE, safe_mode=True)
+            model.head = read_keras_file(path / HEAD_FILE)
             if payload.get("fine_tuned"):
                 model.extractor.encoder.model.load_weights(path / BACKBONE_FILE)
                 model.full_model, _ = model._build_full_model()

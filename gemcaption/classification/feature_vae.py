@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ModelError
-from .base import SavedModel, check_images, check_labels, config_from_model_file
+from .base import SavedModel, check_images, check_labels, config_from_model_file, read_keras_file
 from .baselines import FeatureExtractor, apply_view
 
 PARTS = ("encoder", "decoder", "classifier")
@@ -252,16 +252,13 @@ class FeatureVAEClassifier(SavedModel):
     @classmethod
     def load(cls, directory, encoder=None):
         """Rebuild from a directory written by :meth:`save` (``safe_mode=True``: no code runs)."""
-        import keras
 
         payload, config = config_from_model_file(directory, encoder, ("features", "views"))
         model = cls(**config)
         model.num_classes = int(payload["num_classes"])
         path = Path(directory)
         try:
-            model.parts = {
-                name: keras.saving.load_model(path / f"{name}.keras", safe_mode=True, compile=False) for name in PARTS
-            }
+            model.parts = {name: read_keras_file(path / f"{name}.keras") for name in PARTS}
             with np.load(path / SCALER_FILE, allow_pickle=False) as data:
                 model.mean, model.scale = data["mean"], data["scale"]
         except (OSError, ValueError, KeyError) as exc:

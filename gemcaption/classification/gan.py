@@ -20,7 +20,7 @@ import numpy as np
 from keras import layers, ops
 
 from ..errors import ConfigError, ModelError
-from .base import SavedModel, check_images, check_labels, read_model_file
+from .base import SavedModel, check_images, check_labels, read_keras_file, read_model_file
 from .keras_parts import PrebuiltPartsMixin
 
 PACKAGE = "gemcaption"
@@ -291,7 +291,7 @@ class GANClassifier(SavedModel):
         payload = read_model_file(directory)
         wrapper = cls(**payload["config"])
         try:
-            wrapper.model = keras.saving.load_model(Path(directory) / KERAS_FILE, safe_mode=True)
+            wrapper.model = read_keras_file(Path(directory) / KERAS_FILE)
         except (OSError, ValueError) as exc:
             raise ModelError(f"{directory}: cannot read the GAN ({exc})") from exc
         return wrapper

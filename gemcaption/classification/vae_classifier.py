@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError, ModelError
-from .base import SavedModel, check_images, check_labels, read_model_file
+from .base import SavedModel, check_images, check_labels, read_keras_file, read_model_file
 
 KERAS_FILE = "vae.keras"
 
@@ -208,7 +208,6 @@ class VAEClassifier(SavedModel):
     @classmethod
     def load(cls, directory):
         """Rebuild from a directory written by :meth:`save`."""
-        import keras
 
         from .vae import Sampling, VAEClassifierModel
 
@@ -217,7 +216,7 @@ class VAEClassifier(SavedModel):
         wrapper = cls(**config)
         custom = {"gemcaption>VAEClassifierModel": VAEClassifierModel, "gemcaption>Sampling": Sampling}
         try:
-            wrapper.model = keras.saving.load_model(Path(directory) / KERAS_FILE, custom_objects=custom, safe_mode=True)
+            wrapper.model = read_keras_file(Path(directory) / KERAS_FILE, custom_objects=custom)
         except (OSError, ValueError) as exc:
             raise ModelError(f"{directory}: cannot read the VAE ({exc})") from exc
         return wrapper

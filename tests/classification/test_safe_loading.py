@@ -119,21 +119,37 @@ def test_a_truncated_estimator_joblib_is_one_clear_error(tmp_path):
         load_model_dir(tmp_path / "cut", trust=True)
 
 
+def old_gem_classifier(directory, model: DescriptorClassifier) -> None:
+    """A GemClassifier directory whose inner SVM was written by an earlier release (joblib)."""
+    from gemcaption.classification import GemClassifier
+
+    classifier = GemClassifier(model)
+    classifier.labels = ["Ruby", "Emerald", "Sapphire"]
+    classifier.save(directory)
+    old_joblib_directory(model, directory / "model")
+    outer = json.loads((directory / "manifest.json").read_text())
+    outer["files"] = {}
+    (directory / "manifest.json").write_text(json.dumps(outer))
+
+
+def test_gem_classifier_load_takes_trust(tmp_path):
+    from gemcaption.classification import GemClassifier
+
+    model = trained("svm")
+    old_gem_classifier(tmp_path / "clf", model)
+    with pytest.raises(ModelError, match="--trust"):
+        GemClassifier.load(tmp_path / "clf")
+    loaded = GemClassifier.load(tmp_path / "clf", trust=True)
+    x, _ = pixels(per_class=2, seed=5)
+    np.testing.assert_allclose(loaded.model.predict_proba(x), model.predict_proba(x), atol=1e-12)
+
+
 def test_classify_predict_takes_trust(tmp_path, capsys):
     from PIL import Image
 
-    from gemcaption.classification import GemClassifier
     from gemcaption.cli import main
 
-    model = trained("svm")
-    classifier = GemClassifier(model)
-    classifier.labels = ["Ruby", "Emerald", "Sapphire"]
-    classifier.save(tmp_path / "clf")
-    inner = tmp_path / "clf" / "model"
-    old_joblib_directory(model, inner)
-    outer = json.loads((tmp_path / "clf" / "manifest.json").read_text())
-    outer["files"] = {}
-    (tmp_path / "clf" / "manifest.json").write_text(json.dumps(outer))
+    old_gem_classifier(tmp_path / "clf", trained("svm"))
     image = tmp_path / "stone.png"
     Image.fromarray(pixels(per_class=1)[0][0]).save(image)
     assert main(["classify", "predict", "--model", str(tmp_path / "clf"), str(image)]) == 2
