@@ -6,12 +6,16 @@
 
 Routes:
 
-* ``GET /``: the page (drop or pick an image, or type text; click a result to search by it);
-* ``POST /api/search``: a multipart upload (field ``image``, optional ``k``) or JSON ``{"text": ..., "k": ...}``
-  or ``{"id": ..., "k": ...}`` (search by an indexed image); answers JSON ``{"query", "k", "results"}``,
-  each result ``{"rank", "id", "score", "caption", "captions", "label", "image_url"}``;
+* ``GET /``: the page (drop or pick an image, or type text; a grid of cards; a full-size view; "show
+  more"; a label filter; the search kept in the URL: ``?q=``, ``?id=``, ``&label=``, ``&per_page=``);
+* ``POST /api/search``: a multipart upload (field ``image``, optional ``k``, ``offset``, ``label``) or
+  JSON ``{"text": ..., "k", "offset", "label"}`` or ``{"id": ..., ...}`` (search by an indexed image);
+  answers JSON ``{"query", "k", "offset", ["label",] "results", "has_more"}``, each result ``{"rank",
+  "id", "score", "caption", "captions", "label", "image_url"}``; a text with no known word answers no
+  results plus ``"warning"`` and ``"known_words": 0`` (:mod:`gemcaption.web.paging`);
 * ``GET /images/<id>``: an indexed image, looked up by integer id in the index metadata (never by path);
-* ``GET /api/info``: the number of indexed images (and the limits, and the index generation when live);
+* ``GET /api/info``: the number of indexed images, their labels (and the limits, and the index
+  generation when live);
 * ``POST /api/reload`` (when served over a :class:`~gemcaption.web.reload.LiveRetriever`): load the
   index again if it changed on disk; answers ``{"generation", "size", "reloaded"}`` (409 with an
   ``"error"`` when the new version is damaged: the previous one keeps answering).

@@ -15,6 +15,7 @@ import ctypes.util
 import mimetypes
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from ..captioning.features import memory_features
 from ..data.images import PixelLimitError, has_image_extension, load_image, read_image_size
 from ..errors import ConfigError, GemcaptionError, ImageError, ModelError, QueryError
+from .paging import NO_KNOWN_WORD, index_labels, no_known_word, result_page
 from .parsing import (
     MAX_FORM_FIELD_BYTES,
     MAX_FORM_PARTS,
@@ -31,8 +33,11 @@ from .parsing import (
     MemoryRequest,
     json_k,
     json_object,
+    json_offset,
     parse_form_k,
+    parse_form_offset,
     parse_id,
+    parse_label,
     path_id,
 )
 from .reload import LiveRetriever
@@ -129,18 +134,23 @@ def create_app(
 
     @app.get("/")
     def page():
+        active = current()
         return render_template(
             "index.html",
             title=title,
-            indexed=len(current()),
+            indexed=len(active),
+            labels=index_labels(active),
             default_k=default_k,
+            max_k=MAX_K,
             max_upload_mb=max_upload_bytes / 1024 / 1024,
         )
 
     @app.get("/api/info")
     def info():
+        active = current()
         payload: dict[str, Any] = {
-            "indexed": len(current()),
+            "indexed": len(active),
+            "labels": index_labels(active),
             "max_upload_bytes": max_upload_bytes,
             "max_pixels": max_pixels,
             "max_k": MAX_K,
@@ -159,31 +169,47 @@ def create_app(
     @app.post("/api/search")
     def search():
         active = current()
+        size = len(active)
+        extra: dict[str, Any] = {}
         if request.mimetype in ("multipart/form-data", "application/x-www-form-urlencoded"):
             upload = request.files.get("image")
             k = parse_form_k(request.form.get("k"), default_k, MAX_K)
+            offset = parse_form_offset(request.form.get("offset"))
+            label = parse_label(request.form.get("label"))
             if upload is None:
                 raise QueryError("send the image in a form field named 'image' (or JSON {\"text\": ...})")
             image = decode_upload(upload)
             with memory_features(), lock:  # an upload's features never reach the disk cache
-                hits = active.search_image(image, k)
+                hits, more = result_page(partial(active.search_image, image), k, offset, size, label)
                 caption = _query_caption(active, image)
             query = {"kind": "image", "name": upload.filename or "upload", "caption": caption}
         else:
             body = json_object(request, json_limit)
             k = json_k(body.get("k"), default_k, MAX_K)
+            offset = json_offset(body.get("offset"))
+            label = parse_label(body.get("label"))
             if body.get("id") is not None:
-                query, hits = _search_by_id(active, parse_id(body["id"]), k, lock)
+                query, hits, more = _search_by_id(active, parse_id(body["id"]), k, offset, label, lock)
             else:
                 text = body.get("text")
                 if not isinstance(text, str) or not text.strip():
-                    raise QueryError("the text query is empty")
+                    raise QueryError("the text query is empty: type a few words")
                 if len(text) > MAX_TEXT_CHARS:
                     raise QueryError(f"the text query is longer than {MAX_TEXT_CHARS} characters")
+                text = text.strip()
+                query = {"kind": "text", "text": text}
                 with lock:
-                    hits = active.search_text(text.strip(), k)
-                query = {"kind": "text", "text": text.strip()}
-        return jsonify({"query": query, "k": k, "results": [_hit_json(rank, h) for rank, h in enumerate(hits, 1)]})
+                    if size and no_known_word(active, text):  # an empty index knows no word at all
+                        hits, more = [], False
+                        extra = {"warning": NO_KNOWN_WORD, "known_words": 0}
+                    else:
+                        hits, more = result_page(partial(active.search_text, text), k, offset, size, label)
+        answer: dict[str, Any] = {"query": query, "k": k, "offset": offset}
+        if label is not None:
+            answer["label"] = label
+        answer["results"] = [_hit_json(rank, hit) for rank, hit in enumerate(hits, offset + 1)]
+        answer["has_more"] = more
+        return jsonify({**answer, **extra})
 
     @app.get("/images/<item_id>")
     def image(item_id: str):
@@ -283,19 +309,20 @@ def _query_caption(retriever, image) -> str | None:
         return None
 
 
-def _search_by_id(retriever, item_id: int, k: int, lock):
+def _search_by_id(retriever, item_id: int, k: int, offset: int, label: str | None, lock):
     """Search by an indexed image: by its file when it still exists, else by its stored caption."""
     try:
         record = retriever.get(item_id)
     except KeyError:
         abort(404, description=f"no indexed image has id {item_id}")
     query = {"kind": "id", "id": item_id, "caption": record.caption}
+    if record.image and Path(record.image).is_file():
+        search = partial(retriever.search_image, record.image)
+    else:
+        search = partial(retriever.search_text, record.caption)
     with lock:
-        if record.image and Path(record.image).is_file():
-            hits = retriever.search_image(record.image, k)
-        else:
-            hits = retriever.search_text(record.caption, k)
-    return query, hits
+        hits, more = result_page(search, k, offset, len(retriever), label)
+    return query, hits, more
 
 
 def _hit_json(rank: int, hit) -> dict:

@@ -3,7 +3,9 @@
 * JSON bodies: at most :data:`MAX_JSON_BYTES`, nested at most :data:`MAX_JSON_DEPTH` deep (checked
   before parsing, so no RecursionError), UTF-8, no NaN/Infinity, no number that overflows to
   infinity (``1e400``), integers of at most :data:`MAX_INT_DIGITS` digits; the top level an object.
-* ``k``: a JSON integer (not ``1.9``, not ``true``, not ``"3"``), or in a form ASCII digits only.
+* ``k``: a JSON integer (not ``1.9``, not ``true``, not ``"3"``), or in a form ASCII digits only;
+  ``offset`` the same, from 0 to :data:`MAX_OFFSET`; ``label`` a string of at most
+  :data:`MAX_LABEL_CHARS` characters (empty means no filter).
 * ids: a JSON integer or a string of ASCII digits; path ids match ``[0-9]{1,18}`` only
   (``str.isdigit`` and ``int()`` accept Unicode digits such as ``"１"``: never used here).
 * :class:`MemoryRequest` keeps uploaded files in memory (werkzeug spools large ones to a temporary
@@ -30,9 +32,12 @@ MAX_INT_DIGITS = 18
 MAX_FORM_FIELD_BYTES = 64 * 1024
 """Largest text field of a multipart form (the image file is bounded by the request size only)."""
 MAX_FORM_PARTS = 16
+MAX_OFFSET = 100_000
+MAX_LABEL_CHARS = 200
 
 _ASCII_ID = re.compile(r"[0-9]{1,18}")
 _FORM_K = re.compile(r"[0-9]{1,4}")
+_FORM_OFFSET = re.compile(r"[0-9]{1,6}")
 _USAGE = 'send an image upload (multipart field "image") or JSON {"text": ..., "k": ...} or {"id": ..., "k": ...}'
 
 
@@ -144,6 +149,41 @@ def parse_form_k(value: str | None, default: int, max_k: int) -> int:
     if not _FORM_K.fullmatch(value.strip()):
         raise QueryError(f"k must be a whole number, got {_show(value)}")
     return _check_k(int(value.strip()), value, max_k)
+
+
+def json_offset(value: Any) -> int:
+    """``offset`` from a JSON body (results skipped, for paging): absent means 0; else a JSON integer."""
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise QueryError(f"offset must be a whole number (a JSON integer), got {_show(value)}")
+    return _check_offset(value, value)
+
+
+def parse_form_offset(value: str | None) -> int:
+    """``offset`` from a form field: empty means 0; else ASCII digits."""
+    if value is None or value.strip() == "":
+        return 0
+    if not _FORM_OFFSET.fullmatch(value.strip()):
+        raise QueryError(f"offset must be a whole number, got {_show(value)}")
+    return _check_offset(int(value.strip()), value)
+
+
+def _check_offset(offset: int, shown: Any) -> int:
+    if not 0 <= offset <= MAX_OFFSET:
+        raise QueryError(f"offset must be between 0 and {MAX_OFFSET}, got {_show(shown)}")
+    return offset
+
+
+def parse_label(value: Any) -> str | None:
+    """The label filter (JSON or form): absent or empty means None (no filter); else a short string."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise QueryError(f"label must be a string, got {_show(value)}")
+    if len(value) > MAX_LABEL_CHARS:
+        raise QueryError(f"label must be at most {MAX_LABEL_CHARS} characters long")
+    return value
 
 
 def parse_id(value: Any) -> int:

@@ -81,7 +81,8 @@ def test_text_search_returns_ranked_hits_with_image_urls(client, fake):
     assert first["caption"] == "a red stone" and first["captions"] == ["a ruby"] and first["label"] == "ruby"
     assert first["image_url"] == "/images/0" and first["rank"] == 1
     assert first["score"] > data["results"][1]["score"]
-    assert fake.queries[-1] == ("text", "red stone", 2)
+    assert fake.queries[-1] == ("text", "red stone", 3)  # one more than shown: is there a next page?
+    assert data["offset"] == 0 and data["has_more"] is True
 
 
 def test_image_upload_is_captioned_and_searched(client, fake):
@@ -95,7 +96,8 @@ def test_image_upload_is_captioned_and_searched(client, fake):
     assert data["query"]["kind"] == "image" and data["query"]["caption"] == "a bright blue stone"
     assert [hit["id"] for hit in data["results"]] == [1]
     kind, image, k = fake.queries[0]
-    assert kind == "image" and isinstance(image, Image.Image) and k == 1  # decoded in memory, not a path
+    assert kind == "image" and isinstance(image, Image.Image)  # decoded in memory, not a path
+    assert k == 2  # one more than shown: is there a next page?
 
 
 def test_the_query_caption_uses_the_index_sampler(fake, monkeypatch):
