@@ -461,3 +461,25 @@ def test_retriever_reads_sampler_names_dicts_and_beam_widths():
     for bad in (dict(beam_width=0), dict(sampler="nucleus"), dict(sampler="greedy", beam_width=2)):
         with pytest.raises(ConfigError):
             Retriever(captioner, **bad)
+
+
+@pytest.mark.parametrize("max_length", [1, 2])
+@pytest.mark.parametrize("sampler", ["greedy", "beam"])
+def test_a_length_cap_never_gives_an_empty_caption(sampler, max_length):
+    class EndAtOnce(ToyDecoder):
+        def step(self, token, state, position):
+            logits, state = super().step(token, state, position)
+            logits[:, END] = 10.0  # the model would end every caption at once
+            return logits, state
+
+    ids = get_sampler(sampler, max_length=max_length)(EndAtOnce({}, seq_len=8), images(0, 1, 2), **IDS)
+    assert ids.shape[1] <= max_length
+    for row in ids:
+        caption = [t for t in words(row) if t != END]
+        assert 1 <= len(caption) <= max_length and not {PAD, START} & set(caption)
+
+
+def test_min_length_beyond_the_decoders_limit_gives_the_longest_caption_it_can():
+    decoder = ToyDecoder({}, seq_len=5, fallback={END: 0.0, A: -1.0})
+    for sampler in (GreedySampler(min_length=10), BeamSampler(min_length=10)):
+        assert sampler(decoder, images(0), **IDS).tolist() == [[A, A, A, A]]  # never allowed to end: 4 words
