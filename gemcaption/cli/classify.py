@@ -1,9 +1,10 @@
 """``gemcaption classify train`` and ``gemcaption classify predict``.
 
-``predict`` takes image files and folders (searched recursively for image files); each image gets
-its class, calibrated probability, top-k classes, the unknown flag and the stone's description.
-An unreadable image is reported on stderr and the others are still predicted; the exit status is
-then 1.
+``predict`` takes image files and folders (searched recursively for image files, see
+:mod:`gemcaption.cli.inputs`); each image gets its class, calibrated probability, top-k classes,
+the unknown flag and the stone's description. An unreadable or missing image is reported on
+stderr and the others are still predicted; the exit status is then 1. ``train --limit N`` uses
+N images picked at random with ``--seed`` before the split.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from pathlib import Path
 from ..captioning.encoders import ENCODERS
 from ..classification.kinds import CLASSIFIER_KINDS
 from ..errors import ConfigError
+from .arguments import add_limit_option, progress_on_stderr, real, say, whole
+from .inputs import expand_images, report_problems, unreadable
 
 MODELS = tuple(CLASSIFIER_KINDS.names())
 HELD_OUT_SPLITS = ("test", "val", "dev", "validation")
@@ -26,7 +29,9 @@ def register(subparsers):
     group.set_defaults(func=lambda args: _usage(group))
 
     p = commands.add_parser("train", help="train a classifier on a class-folder dataset and evaluate it")
-    p.add_argument("--data", required=True, help="folder:PATH (one sub-folder per class) or another dataset spec")
+    p.add_argument(
+        "--data", required=True, metavar="SPEC", help="folder:PATH (one sub-folder per class) or another dataset spec"
+    )
     p.add_argument("--allow-outside", action="store_true", help="accept image paths outside the manifest's folder")
     p.add_argument(
         "--model",
@@ -36,17 +41,21 @@ def register(subparsers):
         "vae_seed (the seed's pixel VAE), cnn (EfficientNet + head), svm / rf (colour histogram + LBP), "
         "gan (semi-supervised DCGAN), logreg (EfficientNet-Lite0 + histogram + LBP)",
     )
-    p.add_argument("--out", required=True, help="directory for the model, metrics.json and the confusion matrix")
-    p.add_argument("--epochs", type=int, default=None, help="maximum epochs (vae, gan, cnn); early stopping applies")
+    p.add_argument(
+        "--out", required=True, metavar="DIR", help="directory for the model, metrics.json and the confusion matrix"
+    )
+    p.add_argument(
+        "--epochs", type=whole(1), default=None, help="maximum epochs (vae, gan, cnn; default: the model's own)"
+    )
     p.add_argument(
         "--test-fraction",
-        type=float,
+        type=real(0.0, 1.0, below=True),
         default=0.2,
         help="held-out test share when the data has no test split (default 0.2, as the seed)",
     )
     p.add_argument(
         "--validation-fraction",
-        type=float,
+        type=real(0.0, 1.0, below=True),
         default=0.2,
         help="share of the training part used for early stopping (default 0.2)",
     )
@@ -55,7 +64,8 @@ def register(subparsers):
         action="store_true",
         help="keep byte-identical photos (by default only the first of each group is used)",
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=whole(0), default=0, help="random seed (split, training, --limit)")
+    add_limit_option(p)
     p.add_argument(
         "--encoder",
         default="efficientnet_lite0",
@@ -68,8 +78,8 @@ def register(subparsers):
     p.set_defaults(func=train)
 
     p = commands.add_parser("predict", help="predict and describe the stone in each image")
-    p.add_argument("--model", required=True, help="directory written by 'gemcaption classify train'")
-    p.add_argument("--top-k", type=int, default=3)
+    p.add_argument("--model", required=True, metavar="DIR", help="directory written by 'gemcaption classify train'")
+    p.add_argument("--top-k", type=whole(1), default=3, metavar="K", help="alternatives listed per image")
     p.add_argument(
         "--json",
         action="store_true",
@@ -88,11 +98,6 @@ def register(subparsers):
 def _usage(parser) -> int:
     parser.print_help(sys.stderr)
     return 2
-
-
-def say(args, message):
-    if not getattr(args, "quiet", False):
-        print(message, file=sys.stderr)
 
 
 def split_dataset_items(dataset, test_fraction, seed, keep_duplicates, args):
@@ -129,11 +134,12 @@ def train(args) -> int:
     from ..classification import GemClassifier
     from ..classification.plots import save_confusion_matrix
     from ..data.loaders import load_dataset
+    from ..data.splits import limit_dataset
 
     if not 0 <= args.test_fraction < 1 or not 0 <= args.validation_fraction < 1:
         raise ConfigError("--test-fraction and --validation-fraction must be in [0, 1)")
     spec = args.data if ":" in args.data or args.data == "demo" else f"folder:{args.data}"
-    dataset = load_dataset(spec, allow_outside=args.allow_outside)
+    dataset = limit_dataset(load_dataset(spec, allow_outside=args.allow_outside), args.limit, args.seed)
     train_images, train_labels, test_images, test_labels, removed = split_dataset_items(
         dataset, args.test_fraction, args.seed, args.keep_duplicates, args
     )
@@ -149,12 +155,13 @@ def train(args) -> int:
         f"Training {args.model} on {len(train_images)} images "
         f"({len(set(train_labels))} classes), testing on {len(test_images)}",
     )
-    classifier.fit(
-        (train_images, train_labels),
-        validation_fraction=args.validation_fraction,
-        seed=args.seed,
-        progress=not args.quiet,
-    )
+    with progress_on_stderr():  # Keras' progress bar: stdout is for results
+        classifier.fit(
+            (train_images, train_labels),
+            validation_fraction=args.validation_fraction,
+            seed=args.seed,
+            progress=not args.quiet,
+        )
     out = Path(args.out)
     classifier.save(out)
     report = {
@@ -184,25 +191,6 @@ def _jsonable(value):
         return str(value)
 
 
-def image_sources(arguments) -> tuple[list[str], list[str]]:
-    """(image paths, problems): a folder gives its image files (recursively, sorted); a folder
-    without any is a problem; a file is passed on as it is (an unreadable one fails when read)."""
-    from ..data.images import has_image_extension
-
-    sources: list[str] = []
-    problems: list[str] = []
-    for argument in arguments:
-        path = Path(argument)
-        if path.is_dir():
-            found = sorted(str(p) for p in path.rglob("*") if p.is_file() and has_image_extension(p))
-            if not found:
-                problems.append(f"{argument}: no image files in this folder")
-            sources += found
-        else:
-            sources.append(argument)
-    return sources, problems
-
-
 def predict(args) -> int:
     from ..classification import GemClassifier
     from ..classification.base import trusted_loading
@@ -211,16 +199,12 @@ def predict(args) -> int:
 
     with trusted_loading(getattr(args, "trust", False)):
         classifier = GemClassifier.load(args.model)
-    sources, problems = image_sources(args.images)
-    for problem in problems:
-        print(f"gemcaption: error: {problem}", file=sys.stderr)
+    sources, problems = expand_images(args.images)
     results = classifier.predict_sources(sources, top_k=args.top_k) if sources else []
-    failed = len(problems)
     rows = []
     for image, result in zip(sources, results):
         if isinstance(result, ImageError):
-            print(f"gemcaption: error: {result}", file=sys.stderr)
-            failed += 1
+            problems.append(unreadable(image, result))
             continue
         rows.append((image, result))
     if args.json:
@@ -240,6 +224,4 @@ def predict(args) -> int:
             if alternatives:
                 line += f"  [also: {alternatives}]"
             print(line)
-    if failed:
-        print(f"gemcaption: {failed} of {len(sources) + len(problems)} inputs failed", file=sys.stderr)
-    return 1 if failed else 0
+    return 1 if report_problems(problems, len(rows) + len(problems)) else 0

@@ -10,6 +10,7 @@ import ipaddress
 import sys
 
 from ..errors import ConfigError, GemcaptionError, ModelError
+from .arguments import real, whole
 
 LOOPBACK_NAMES = {"localhost", "ip6-localhost"}
 MMAP_THRESHOLD = 4 * 1024 * 1024
@@ -22,17 +23,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: only this computer can connect)"
     )
-    p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
-    p.add_argument("--model", default=None, help="captioner directory (default: the one the index was built with)")
-    p.add_argument("--max-upload-mb", type=float, default=10.0, help="largest accepted upload in MB (default 10)")
-    p.add_argument("-k", type=int, default=12, help="results shown per search (default 12)")
+    p.add_argument("--port", type=whole(0, 65535), default=8000, help="port (default 8000; 0 picks a free one)")
+    p.add_argument(
+        "--model", default=None, metavar="DIR", help="captioner directory (default: the one the index was built with)"
+    )
+    p.add_argument(
+        "--max-upload-mb", type=real(0.0, above=True), default=10.0, help="largest accepted upload in MB (default 10)"
+    )
+    p.add_argument("-k", type=whole(1), default=12, help="results shown per search (default 12)")
     p.add_argument(
         "--max-pixels",
-        type=int,
+        type=whole(1),
         default=40_000_000,
         help="largest uploaded image in pixels, read from its header before decoding (default 40000000)",
     )
-    p.add_argument("--max-decodes", type=int, default=2, help="uploads decoded at the same time (default 2)")
+    p.add_argument("--max-decodes", type=whole(1), default=2, help="uploads decoded at the same time (default 2)")
     p.add_argument(
         "--no-reload", action="store_true", help="do not watch the index directory for new versions (default: watch)"
     )

@@ -138,3 +138,31 @@ def find_duplicates(images: Sequence) -> tuple[list[int], list[list[int]]]:
             first[digest] = i
             keep.append(i)
     return keep, list(groups.values())
+
+
+def hold_out(dataset: Dataset, fraction: float = 0.1, seed: int = 0, name: str = "val") -> Dataset:
+    """``dataset`` with about ``fraction`` of its images (at least one when it has two or more) moved
+    to split ``name`` and the rest in "train": the seeded split of :func:`assign_splits`, stratified
+    by label when there are labels."""
+    images = [s.image for s in dataset]
+    distinct = len(set(images))
+    if distinct < 2:
+        return Dataset([replace(s, split="train") for s in dataset], dataset.name, dataset.skipped)
+    share = max(fraction, 1.0 / distinct)
+    labels = [s.label for s in dataset] if dataset.labels else None
+    mapping = assign_splits(images, [1.0 - share, share], ["train", name], seed, labels)
+    return Dataset([replace(s, split=mapping[s.image]) for s in dataset], dataset.name, dataset.skipped)
+
+
+def limit_dataset(dataset: Dataset, count: int | None, seed: int = 0) -> Dataset:
+    """``count`` images of ``dataset`` picked at random with ``seed`` (every split keeps about its
+    share: the choice is stratified by split), in their original order; all of it when ``count``
+    is None or not smaller than the dataset."""
+    if count is None or count >= len(dataset):
+        return dataset
+    if count < 1:
+        raise ConfigError(f"a limit must be at least 1 image, got {count}")
+    mapping = assign_splits(
+        [s.image for s in dataset], [count, len(dataset) - count], ["kept", "left"], seed, [s.split for s in dataset]
+    )
+    return Dataset([s for s in dataset if mapping[s.image] == "kept"], dataset.name, dataset.skipped)

@@ -1,4 +1,5 @@
-"""``gemcaption demo``: the whole pipeline on the built-in synthetic jewellery set, in a few minutes.
+"""``gemcaption demo``: the whole pipeline on the built-in synthetic jewellery set, in a few minutes,
+or on the user's own dataset (``data=``, any spec :func:`~gemcaption.data.loaders.load_dataset` reads).
 
 Steps: draw the demo set (:mod:`gemcaption.data.demo_set`), train a small Transformer captioner on its
 train split (early stopping on val), caption the held-out test images, index them, run an image
@@ -7,12 +8,17 @@ search for every test image and a text search for each one's first true caption,
 needs no other file. The model (``<out>/model``), the index (``<out>/search-index``, ready for
 ``gemcaption serve``) and the figures (``<out>/metrics.json``) are kept beside it.
 
+A dataset of the user's keeps its train / validation / test splits when it has all three; otherwise
+it is split 70/15/15 by image (seeded, stratified by label). Without labels, the "same gem" figures
+are left out, and the report's text queries are the first captions of a few test images.
+
 The index holds *generated* captions only (no reference captions), so the text-search figures
 measure what the captioner learnt rather than matching a query against its own reference.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
@@ -29,6 +35,8 @@ from .report import MetricRow, Neighbour, QueryResult, write_report
 DEMO_CAPTIONER = CaptionerConfig(decoder=DecoderConfig(embed_dim=128, ff_dim=256))
 DEMO_TRAINING = TrainingConfig(batch_size=16)
 DEMO_IMAGES = 480
+MIN_DEMO_IMAGES = 12
+DEMO_SPLIT = {"train": 0.7, "val": 0.15, "test": 0.15}
 REPORT_IMAGE_QUERIES = 8
 TOP_K = 5
 TEXT_QUERIES = (
@@ -81,6 +89,9 @@ def run_demo(
     weights=None,
     seed: int = 0,
     data_root=None,
+    data=None,
+    limit: int | None = None,
+    allow_outside: bool = False,
 ) -> dict:
     """Run the demo and write its report; returns a summary dict (paths, figures, seconds).
 
@@ -88,7 +99,8 @@ def run_demo(
     training ``DEMO_TRAINING`` (the library's defaults but for a small decoder and batch: 224 px,
     up to 10 epochs, embedding 128), a few minutes on two CPU cores. ``encoder``/``weights``
     override the automatic choice (see :func:`choose_encoder`); ``data_root`` is where the
-    synthetic images go (default: the cache).
+    synthetic images go (default: the cache). ``data`` (a dataset spec or :class:`Dataset`) runs
+    the demo on that data instead, ``limit`` images of it picked at random with ``seed``.
     """
     from ..captioning.captioner import Captioner
     from ..data.demo_set import make_demo_set
@@ -100,13 +112,20 @@ def run_demo(
     epochs = DEMO_TRAINING.epochs if epochs is None else int(epochs)
     n_images = DEMO_IMAGES if n_images is None else int(n_images)
     image_size = DEMO_CAPTIONER.encoder.image_size if image_size is None else int(image_size)
-    if epochs < 1 or n_images < 12:
-        raise ConfigError("the demo needs at least 1 epoch and 12 images")
+    if epochs < 1 or n_images < MIN_DEMO_IMAGES:
+        raise ConfigError(f"the demo needs at least 1 epoch and {MIN_DEMO_IMAGES} images")
     training = DEMO_TRAINING.replace(epochs=epochs)
 
-    log(f"[1/5] Drawing {n_images} synthetic jewellery images ({image_size} px)")
-    dataset = make_demo_set(root=data_root, n_images=n_images, seed=seed, image_size=image_size, progress=not quiet)
-    train, val, test = dataset.split("train"), dataset.split("val"), dataset.split("test")
+    if data is None:
+        log(f"[1/5] Drawing {n_images} synthetic jewellery images ({image_size} px)")
+        dataset = make_demo_set(root=data_root, n_images=n_images, seed=seed, image_size=image_size, progress=not quiet)
+        train, val, test = dataset.split("train"), dataset.split("val"), dataset.split("test")
+        origin, report_queries = "synthetic", TEXT_QUERIES
+    else:
+        log(f"[1/5] Reading {data if isinstance(data, str) else 'the dataset'}")
+        train, val, test, how = demo_splits(data, limit, seed, allow_outside)
+        log(f"Using {len(train)} / {len(val)} / {len(test)} images for train / val / test ({how})")
+        origin, report_queries = f"from {data if isinstance(data, str) else 'the given dataset'}", None
 
     name, weights, pretrained = choose_encoder(encoder, weights)
     config = DEMO_CAPTIONER.replace(encoder=EncoderConfig(name, image_size, weights), seed=seed)
@@ -124,7 +143,8 @@ def run_demo(
         f"[2/5] Training a {config.decoder.kind} captioner on {len(train)} images for up to {epochs} epochs "
         f"(validation: {len(val)} images)"
     )
-    history = captioner.fit(train, val, config=training, verbose=0 if quiet else 2)
+    with contextlib.redirect_stdout(sys.stderr):  # Keras' epoch lines: stdout is for the results
+        history = captioner.fit(train, val, config=training, verbose=0 if quiet else 2)
     model_dir = captioner.save(out / "model")
 
     log(f"[3/5] Captioning and indexing the {len(test)} held-out test images")
@@ -134,17 +154,22 @@ def run_demo(
     index_dir = retriever.save(out / "search-index")
 
     log("[4/5] Searching and evaluating")
-    evaluation = evaluate_demo(retriever, test, ids, progress=not quiet)
+    evaluation = evaluate_demo(retriever, test, ids, progress=not quiet, report_queries=report_queries)
 
     log("[5/5] Writing the report")
     seconds = time.perf_counter() - started
     summary = {
-        "images (train / val / test)": f"{len(train)} / {len(val)} / {len(test)} synthetic, {image_size} px",
+        "images (train / val / test)": f"{len(train)} / {len(val)} / {len(test)} {origin}, {image_size} px",
         "encoder": source,
         "pretrained encoder": "yes" if pretrained else "no (random weights)",
         "decoder": f"{config.decoder.kind}, embedding {config.decoder.embed_dim}, feed-forward {config.decoder.ff_dim}",
         "epochs run (best)": f"{len(history.get('loss', []))} ({history.get('best_epoch')})",
-        "index": f"{len(retriever)} test images, generated captions only",
+        "index": f"{len(retriever)} test images, "
+        + (
+            "learned caption space (image projection fused with the generated caption)"
+            if retriever.embedder.kind == "caption_space"
+            else "generated captions only (TF-IDF + SVD)"
+        ),
         "total time (s)": round(seconds, 1),
     }
     report = write_report(
@@ -156,7 +181,9 @@ def run_demo(
         evaluation["image_queries"],
         evaluation["text_queries"],
         notes=[
-            "The images are synthetic (drawn by gemcaption.data.demo_set), not photographs.",
+            "The images are synthetic (drawn by gemcaption.data.demo_set), not photographs."
+            if data is None
+            else f"The images are {origin}.",
             "Chance: the expected figure of a uniformly random ranking of the same gallery.",
         ],
     )
@@ -183,6 +210,31 @@ def run_demo(
     return result
 
 
+def demo_splits(data, limit: int | None = None, seed: int = 0, allow_outside: bool = False):
+    """``(train, val, test, how)`` of the user's dataset: its own splits when it has a train, a
+    validation and a test split, else a seeded 70/15/15 split by image (module doc)."""
+    from ..data.loaders import load_dataset
+    from ..data.splits import limit_dataset, split_dataset
+
+    dataset = limit_dataset(load_dataset(data, allow_outside=allow_outside), limit, seed)
+    splits = set(dataset.splits)
+    validation = next((name for name in ("val", "dev", "validation") if name in splits), None)
+    if {"train", "test"} <= splits and validation is not None:
+        parts = dataset.split("train"), dataset.split(validation), dataset.split("test")
+        how = f"the dataset's train / {validation} / test splits"
+    else:
+        dataset = split_dataset(dataset, DEMO_SPLIT, seed=seed)
+        train, val, test = (dataset.split(name) if name in dataset.splits else dataset[:0] for name in DEMO_SPLIT)
+        parts = train, val, test
+        how = "split 70/15/15 by image, seeded"
+    if len(parts[0]) < 1 or len(parts[2]) < 2:
+        raise ConfigError(
+            f"the demo needs at least one training and two test images; the data gives {len(parts[0])} and "
+            f"{len(parts[2])} (use more images, or drop --limit)"
+        )
+    return (*parts, how)
+
+
 def _score_matrix(hits_per_query, column: dict) -> np.ndarray:
     scores = np.full((len(hits_per_query), len(column)), -np.inf)
     for row, hits in enumerate(hits_per_query):
@@ -201,9 +253,11 @@ def _batched_search(search, queries, k: int, progress: bool, desc: str, batch: i
     return hits
 
 
-def evaluate_demo(retriever, test, ids, progress: bool = True) -> dict:
+def evaluate_demo(retriever, test, ids, progress: bool = True, report_queries=TEXT_QUERIES) -> dict:
     """Caption figures, image search (relevant: same gem type, the query itself left out) and text
-    search by each image's first true caption (relevant: that image; and: same gem type)."""
+    search by each image's first true caption (relevant: that image; and: same gem type). Without
+    labels the same-gem figures are left out; ``report_queries`` None: the report's text queries are
+    the first captions of a few test images."""
     from ..evaluation.captioning import caption_metrics
     from ..evaluation.retrieval import category_retrieval_metrics, retrieval_metrics, same_item_relevance
 
@@ -220,9 +274,12 @@ def evaluate_demo(retriever, test, ids, progress: bool = True) -> dict:
     text_queries = [s.captions[0] for s in samples]
     text_hits = _batched_search(retriever.search_text, text_queries, n, progress, "Text searches")
     image_scores, text_scores = _score_matrix(image_hits, column), _score_matrix(text_hits, column)
-    image_search = _or_none(category_retrieval_metrics, image_scores, labels, ks=(1, 5))
+    labelled = all(label is not None for label in labels)
+    image_search = _or_none(category_retrieval_metrics, image_scores, labels, ks=(1, 5)) if labelled else None
     text_exact = _or_none(retrieval_metrics, text_scores, same_item_relevance(range(n), range(n)), ks=(1, 5, 10))
-    text_label = _or_none(retrieval_metrics, text_scores, same_item_relevance(labels, labels), ks=(1, 5))
+    text_label = (
+        _or_none(retrieval_metrics, text_scores, same_item_relevance(labels, labels), ks=(1, 5)) if labelled else None
+    )
 
     rows = [MetricRow(f"caption BLEU-{i}", captions[f"bleu{i}"], None, "generated vs true captions") for i in (1, 4)]
     rows.append(MetricRow("caption TF-IDF cosine (best reference)", _first(captions, "tfidf_max", "tfidf_cosine")))
@@ -234,7 +291,8 @@ def evaluate_demo(retriever, test, ids, progress: bool = True) -> dict:
         ("text search, same gem", text_label, ("r1", "map")),
     ):
         if figures is None:
-            rows.append(MetricRow(title, None, None, "not enough test images with a shared label"))
+            why = "not enough test images with a shared label" if labelled else "the images have no labels"
+            rows.append(MetricRow(title, None, None, why))
             continue
         for key in keys:
             rows.append(
@@ -264,7 +322,10 @@ def evaluate_demo(retriever, test, ids, progress: bool = True) -> dict:
                 label=s.label,
             )
         )
-    report_texts = list(TEXT_QUERIES)
+    if report_queries is None:
+        spread = _spread_by_label(labels, len(TEXT_QUERIES))
+        report_queries = list(dict.fromkeys(samples[j].captions[0] for j in spread))
+    report_texts = list(report_queries)
     text_results = []
     for text, hits in zip(report_texts, retriever.search_text(report_texts, TOP_K)):
         gem = next((g for g in GEM_WORDS if g in text), None)

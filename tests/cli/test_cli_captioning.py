@@ -92,7 +92,6 @@ def test_caption_reports_unreadable_images(catalogue, tmp_path, capsys):
     "argv, message",
     [
         (["train", "--data", "csv:/nonexistent/captions.csv", "--out", "x"], "nonexistent"),
-        (["train", "--data", "demo", "--decoder", "gru", "--out", "x"], "unknown decoder"),
         (["caption", "--model", "/nonexistent/model", "a.jpg"], "not a gemcaption model"),
         (["train", "--data", "flickr8k:/nonexistent", "--out", "x"], "nonexistent"),
     ],
@@ -218,7 +217,7 @@ def test_train_defaults_and_choices_come_from_the_configs_and_registries(capsys)
 
 @pytest.mark.parametrize(
     "option, message",
-    [(["--epochs", "0"], "epochs"), (["--decay", "step"], "decay"), (["--embed-dim", "0"], "embed_dim")],
+    [(["--epochs", "0"], "--epochs"), (["--decay", "step"], "--decay"), (["--embed-dim", "0"], "--embed-dim")],
 )
 def test_bad_training_settings_are_one_line_before_any_data_is_read(option, message, capsys):
     assert main(["train", "--data", "csv:/nonexistent/captions.csv", "--out", "x", *option]) == 2

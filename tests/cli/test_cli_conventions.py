@@ -1,4 +1,5 @@
-"""Global CLI conventions: --version, -q before or after the command, one-line warnings."""
+"""Global CLI conventions: --version, -q before or after the command, one-line warnings, one-line
+bad arguments with status 2, defaults in every help text."""
 
 import subprocess
 import sys
@@ -10,9 +11,7 @@ from gemcaption.cli import build_parser, main
 
 
 def test_version_prints_the_release_on_stdout(capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main(["--version"])
-    assert exit_info.value.code == 0
+    assert main(["--version"]) == 0
     assert capsys.readouterr().out.strip() == f"gemcaption {__version__}"
 
 
@@ -67,3 +66,80 @@ def test_quiet_silences_tensorflow_cpp_logging():
         "print(os.environ['TF_CPP_MIN_LOG_LEVEL'])\n"
     )
     assert done.stdout.strip() == "3"
+
+
+BAD_ARGUMENTS = [
+    (["train", "--data", "demo", "--out", "x", "--epochs", "0"], "--epochs"),
+    (["train", "--data", "demo", "--out", "x", "--epochs", "many"], "--epochs"),
+    (["train", "--data", "demo", "--out", "x", "--batch-size", "-4"], "--batch-size"),
+    (["train", "--data", "demo", "--out", "x", "--learning-rate", "0"], "--learning-rate"),
+    (["train", "--data", "demo", "--out", "x", "--learning-rate", "nan"], "--learning-rate"),
+    (["train", "--data", "demo", "--out", "x", "--warmup-fraction", "1.5"], "--warmup-fraction"),
+    (["train", "--data", "demo", "--out", "x", "--patience", "-1"], "--patience"),
+    (["train", "--data", "demo", "--out", "x", "--decoder", "gru"], "--decoder"),
+    (["train", "--data", "demo", "--out", "x", "--decay", "step"], "--decay"),
+    (["train", "--data", "demo", "--out", "x", "--image-size", "8"], "--image-size"),
+    (["train", "--data", "demo", "--out", "x", "--limit", "0"], "--limit"),
+    (["train", "--data", "demo"], "--out"),
+    (["demo", "--epochs", "0"], "--epochs"),
+    (["demo", "--images", "3"], "--images"),
+    (["demo", "--limit", "-1"], "--limit"),
+    (["evaluate", "--model", "m", "--data", "demo", "--beam", "0"], "--beam"),
+    (["evaluate", "--model", "m", "--data", "demo", "--limit", "0"], "--limit"),
+    (["serve", "--index", "i", "--port", "70000"], "--port"),
+    (["serve", "--index", "i", "-k", "0"], "-k"),
+    (["serve", "--index", "i", "--max-upload-mb", "-1"], "--max-upload-mb"),
+    (["serve", "--index", "i", "--max-decodes", "0"], "--max-decodes"),
+    (["classify", "train", "--data", "d", "--out", "o", "--test-fraction", "1"], "--test-fraction"),
+    (["classify", "train", "--data", "d", "--out", "o", "--epochs", "0"], "--epochs"),
+    (["classify", "train", "--data", "d", "--out", "o", "--model", "bogus"], "--model"),
+    (["classify", "predict", "--model", "m", "--top-k", "0", "a.jpg"], "--top-k"),
+    (["caption", "--model", "m", "--beam", "0", "a.jpg"], "--beam"),
+    (["caption", "--model", "m"], "IMAGE"),
+    (["nonsense"], "nonsense"),
+]
+
+
+@pytest.mark.parametrize("argv, option", BAD_ARGUMENTS, ids=[" ".join(a) for a, _ in BAD_ARGUMENTS])
+def test_every_bad_argument_is_one_line_and_status_2(argv, option, capsys):
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.splitlines()
+    assert len(lines) == 1, captured.err
+    assert option in lines[0] and "error" in lines[0] and "Traceback" not in lines[0]
+
+
+def test_a_bad_argument_names_the_command_and_its_help(capsys):
+    assert main(["train", "--data", "demo", "--out", "x", "--epochs", "0"]) == 2
+    assert capsys.readouterr().err == (
+        "gemcaption train: error: argument --epochs: must be at least 1, got 0 (see 'gemcaption train --help')\n"
+    )
+
+
+def _leaf_parsers(parser=None, prefix=("gemcaption",)):
+    """(command words, parser) of every command that runs something."""
+    parser = parser or build_parser()
+    nested = [a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction"]
+    if not nested:
+        yield prefix, parser
+        return
+    for name, sub in nested[0].choices.items():
+        yield from _leaf_parsers(sub, (*prefix, name))
+
+
+def test_every_help_text_shows_the_defaults(capsys):
+    for words, parser in _leaf_parsers():
+        for action in parser._actions:
+            shown = action.default not in (None, False, "==SUPPRESS==") and action.option_strings
+            if shown and action.help != "==SUPPRESS==":
+                text = parser.formatter_class(prog="x")._get_help_string(action) % {"default": action.default}
+                assert "default" in text.lower(), (words, action.option_strings)
+    assert main(["train", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "(default: 64)" in " ".join(out.split()) and "{transformer," in out
+
+
+def test_help_and_version_return_0_from_main(capsys):
+    assert main(["caption", "--help"]) == 0
+    assert "usage: gemcaption caption" in capsys.readouterr().out

@@ -1,6 +1,7 @@
 """The gemcaption command's error contract: every GemcaptionError is one stderr line and status 2."""
 
 import argparse
+import json
 
 import pytest
 
@@ -67,3 +68,76 @@ def test_other_cases_keep_their_behaviour(monkeypatch, capsys):
         cli.main(["run"])
     monkeypatch.undo()
     assert cli.main([]) == 2 and "usage: gemcaption" in capsys.readouterr().err
+
+
+# -- several images: each bad one reported in the same words, the rest processed, status 1 ----------
+
+
+@pytest.fixture
+def photos(tmp_path):
+    from fakes import draw
+
+    folder = tmp_path / "photos"
+    (folder / "more").mkdir(parents=True)
+    draw("red", "square").save(folder / "red.png")
+    draw("blue", "circle").save(folder / "more" / "blue.png")
+    (folder / ".hidden.png").write_bytes(b"left out: hidden")
+    (folder / "notes.txt").write_text("left out: not an image name")
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not an image at all")
+    (tmp_path / "empty").mkdir()
+    return folder, broken, tmp_path / "missing.jpg", tmp_path / "empty"
+
+
+@pytest.fixture
+def fake_models(monkeypatch):
+    """caption and classify predict over stand-in models (no training, no TensorFlow graph)."""
+    from fakes import FakeCaptioner
+
+    from gemcaption.captioning.captioner import Captioner
+    from gemcaption.classification import GemClassifier
+    from gemcaption.classification.classifier import Prediction
+    from gemcaption.errors import ImageError
+
+    class FakeClassifier:
+        def predict_sources(self, sources, top_k=3):
+            fake = FakeCaptioner()
+            return [
+                ImageError(f"{s}: not an image file (format not recognised)")
+                if text is None
+                else Prediction("Ruby", 0.9, [("Ruby", 0.9)])
+                for s, text in zip(sources, fake.caption(sources))
+            ]
+
+    monkeypatch.setattr(Captioner, "load", classmethod(lambda cls, path, **kw: FakeCaptioner()))
+    monkeypatch.setattr(GemClassifier, "load", classmethod(lambda cls, path, **kw: FakeClassifier()))
+
+
+@pytest.mark.parametrize("command", [["caption"], ["classify", "predict"]])
+def test_several_images_report_each_bad_one_in_the_same_words_and_exit_1(command, photos, fake_models, capsys):
+    folder, broken, missing, empty = photos
+    argv = ["-q", *command, "--model", "m", "--json", str(folder), str(broken), str(missing), str(empty)]
+    assert cli.main(argv) == 1
+    captured = capsys.readouterr()
+    rows = json.loads(captured.out)
+    assert [row["image"] for row in rows] == [str(folder / "more" / "blue.png"), str(folder / "red.png")]
+    assert captured.err.splitlines() == [
+        f"gemcaption: error: {missing}: no such file or directory",
+        f"gemcaption: error: {empty}: no image files in this folder",
+        f"gemcaption: error: {broken}: not a readable image (not an image file (format not recognised))",
+        "gemcaption: 3 of 5 inputs failed",
+    ]
+
+
+def test_a_missing_file_is_worded_as_every_other_command_words_it(capsys):
+    from gemcaption.cli.inputs import missing_file
+
+    def fail(args):
+        raise FileNotFoundError(2, "No such file", "x.jpg")
+
+    parser = argparse.ArgumentParser(prog="gemcaption")
+    parser.add_subparsers(dest="command").add_parser("run").set_defaults(func=fail)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(cli, "build_parser", lambda: parser)
+        assert cli.main(["run"]) == 2
+    assert capsys.readouterr().err == f"gemcaption: error: {missing_file('x.jpg')}\n"

@@ -58,7 +58,8 @@ def test_index_add_remove_info(saved_index, capsys, tmp_path):
     new = make_image(tmp_path / "garnet.png", (100, 15, 10), 9)
     assert main(["-q", "index", "add", str(index), new, paths[0]]) == 0
     assert capsys.readouterr().out.split() == ["3", new, "0", paths[0]]
-    assert main(["-q", "index", "remove", str(index), "0", "7"]) == 0
+    assert main(["-q", "index", "remove", str(index), "0", "7"]) == 1  # 7 is unknown; 0 is still removed
+    assert capsys.readouterr().err.splitlines()[0] == f"gemcaption: error: 7: no image with this id in {index}"
     assert main(["index", "info", str(index)]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["images"] == 3 and info["index"] == "Flat"
@@ -196,3 +197,268 @@ def test_retrieval_figures_on_hand_made_captions():
     assert figures["cat_map"] == 1.0 and figures["cat_queries"] == 2  # blue, green: no other same-label item
     swapped = retrieval_figures(generated[::-1], references, labels=None)
     assert swapped["i2t_r1"] < 1.0 and "cat_map" not in swapped
+
+
+# --- index sync, remove by path, build's checks (issue 15) -----------------------------------------
+
+
+class CountingCaptioner(FakeCaptioner):
+    """A fake captioner that counts the images it captions and, as the real one does, warns about
+    each unreadable image (the commands report those themselves, once)."""
+
+    images = 0
+
+    def caption(self, images, beam_width=1, **kwargs):
+        import warnings
+
+        from gemcaption.data.images import SkippedImageWarning
+
+        CountingCaptioner.images += len(images)
+        captions = super().caption(images, beam_width, **kwargs)
+        for image, text in zip(images, captions):
+            if text is None:
+                warnings.warn(f"skipping image: {image}: not an image file", SkippedImageWarning, stacklevel=2)
+        return captions
+
+
+@pytest.fixture
+def model(tmp_path, monkeypatch):
+    """A fake model directory; ``loads`` counts how often a captioner was loaded from it."""
+    import gemcaption.captioning.captioner
+
+    loads = []
+
+    def load(directory):
+        loads.append(directory)
+        return CountingCaptioner.load(directory)
+
+    monkeypatch.setattr(gemcaption.captioning.captioner.Captioner, "load", load)
+    monkeypatch.setattr(CountingCaptioner, "images", 0)
+    FakeCaptioner().save(tmp_path / "model")
+    return tmp_path / "model", loads
+
+
+def photos(tmp_path):
+    folder = tmp_path / "photos"
+    (folder / "sub").mkdir(parents=True, exist_ok=True)
+    return folder, [
+        make_image(folder / "ruby.png", (230, 40, 30), 1),
+        make_image(folder / "emerald.png", (20, 200, 40), 2),
+        make_image(folder / "sub" / "sapphire.png", (20, 30, 220), 3),
+    ]
+
+
+def build_args(model_dir, out, *rest):
+    return ["-q", "index", "build", "--model", str(model_dir), "--out", str(out), *map(str, rest)]
+
+
+def test_index_sync_adds_changes_and_removes(tmp_path, model, capsys):
+    import os
+
+    folder, (ruby, emerald, sapphire) = photos(tmp_path)
+    idx = tmp_path / "idx"
+    assert main(build_args(model[0], idx, "--images", folder)) == 0
+    capsys.readouterr()
+    new = make_image(folder / "sub" / "garnet.png", (90, 10, 10), 4)
+    make_image(emerald, (20, 30, 220), 5)  # same name, new content
+    os.utime(emerald, ns=(1_800_000_000 * 10**9,) * 2)
+    os.remove(ruby)
+    CountingCaptioner.images = 0
+    assert main(["index", "sync", str(idx), str(folder)]) == 0
+    out, err = capsys.readouterr()
+    assert out == "added 1, changed 1, removed 1, moved 0, unchanged 1, duplicates 0, failed 0\n"
+    assert "captioned 2 images; the index holds 3" in err and CountingCaptioner.images == 2
+    images = {r.image: r.caption for r in Retriever.load(idx).metadata.records.values()}
+    assert images == {new: "a dark red stone", emerald: "a bright blue stone", sapphire: "a bright blue stone"}
+
+
+def test_index_sync_without_changes_loads_no_model(tmp_path, model, capsys):
+    folder, _ = photos(tmp_path)
+    idx = tmp_path / "idx"
+    assert main(build_args(model[0], idx, "--images", folder)) == 0
+    model[1].clear()
+    capsys.readouterr()
+    assert main(["-q", "index", "sync", str(idx), str(folder)]) == 0
+    out, err = capsys.readouterr()
+    assert out == "added 0, changed 0, removed 0, moved 0, unchanged 3, duplicates 0, failed 0\n" and err == ""
+    assert model[1] == []  # nothing to caption: the captioner was never even loaded
+
+
+def skipped_warnings(recwarn) -> list[str]:
+    """Image warnings that escaped a command (it reports bad images as error lines instead)."""
+    from gemcaption.data.images import SkippedImageWarning
+
+    return [
+        str(w.message) for w in recwarn if issubclass(w.category, SkippedImageWarning) or "skipping" in str(w.message)
+    ]
+
+
+def test_index_sync_reports_each_bad_file_and_syncs_the_rest(tmp_path, model, capsys, recwarn):
+    folder, _ = photos(tmp_path)
+    idx = tmp_path / "idx"
+    assert main(build_args(model[0], idx, "--images", folder)) == 0
+    (folder / "broken.png").write_bytes(b"not an image")
+    make_image(folder / "garnet.png", (90, 10, 10), 4)
+    capsys.readouterr()
+    assert main(["-q", "index", "sync", str(idx), str(folder)]) == 1
+    out, err = capsys.readouterr()
+    assert out.startswith("added 1,") and out.rstrip().endswith("failed 1")
+    lines = err.splitlines()
+    assert lines[0].startswith(f"gemcaption: error: {folder / 'broken.png'}: not a readable image")
+    assert lines[1:] == ["gemcaption: 1 of 5 inputs failed"] and len(Retriever.load(idx)) == 4
+    assert skipped_warnings(recwarn) == []
+
+
+def test_index_sync_needs_an_index_and_a_folder(tmp_path, model, capsys):
+    folder, _ = photos(tmp_path)
+    assert main(["index", "sync", str(tmp_path / "nope"), str(folder)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and "no such index" in err[0] and "index build" in err[0]
+    assert main(["index", "sync", str(tmp_path / "nope"), str(tmp_path / "no-folder")]) == 2
+    assert "not a folder" in capsys.readouterr().err
+
+
+def test_index_remove_by_path_and_id_names_the_unknown_ones(tmp_path, model, capsys):
+    folder, (ruby, emerald, sapphire) = photos(tmp_path)
+    idx = tmp_path / "idx"
+    assert main(build_args(model[0], idx, "--images", folder)) == 0
+    ids = {r.image: r.id for r in Retriever.load(idx).metadata.records.values()}
+    capsys.readouterr()
+    args = ["-q", "index", "remove", str(idx), ruby, str(ids[emerald]), "99", str(tmp_path / "nope.png")]
+    assert main(args) == 1
+    out, err = capsys.readouterr()
+    assert out.splitlines() == [f"{ids[ruby]}\t{ruby}", f"{ids[emerald]}\t{emerald}"]
+    assert err.splitlines() == [
+        f"gemcaption: error: 99: no image with this id in {idx}",
+        f"gemcaption: error: {tmp_path / 'nope.png'}: no image indexed at this path in {idx}",
+        "gemcaption: 2 of 4 inputs failed",
+    ]
+    assert [r.image for r in Retriever.load(idx).metadata.records.values()] == [sapphire]
+    assert main(["-q", "index", "remove", str(idx), str(folder / "sub")]) == 0  # a folder: all below it
+    assert len(Retriever.load(idx)) == 0
+
+
+def test_index_build_refuses_an_existing_out_unless_forced(tmp_path, model, capsys):
+    folder, _ = photos(tmp_path)
+    idx = tmp_path / "idx"
+    assert main(build_args(model[0], idx, "--images", folder)) == 0
+    capsys.readouterr()
+    CountingCaptioner.images = 0
+    assert main(build_args(model[0], idx, "--images", folder / "sub")) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and "exists; pass --force" in err[0] and CountingCaptioner.images == 0
+    assert len(Retriever.load(idx)) == 3
+    assert main(build_args(model[0], idx, "--images", folder / "sub", "--force")) == 0
+    assert len(Retriever.load(idx)) == 1
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "keep.txt").write_text("mine")
+    assert main(build_args(model[0], other, "--images", folder, "--force")) == 2
+    assert "not a gemcaption index" in capsys.readouterr().err and (other / "keep.txt").exists()
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (["--factory", "BOGUS"], "--factory 'BOGUS'"),
+        (["--factory", "IVF64,Flat"], "cannot be trained on 3 images"),
+        (["--hybrid", "1"], "--hybrid must be below 1"),
+        (["--beam", "0"], "--beam"),
+        (["--dim", "0"], "--dim"),
+        (["--limit", "0"], "--limit"),
+    ],
+)
+def test_index_build_checks_options_before_captioning(tmp_path, model, capsys, bad, message):
+    folder, _ = photos(tmp_path)
+    assert main(build_args(model[0], tmp_path / "idx", "--images", folder, *bad)) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and message in err[0], err
+    assert model[1] == [] and CountingCaptioner.images == 0 and not (tmp_path / "idx").exists()
+
+
+def test_index_build_takes_files_and_folders_and_reports_each_bad_one(tmp_path, model, capsys, recwarn):
+    folder, (ruby, emerald, sapphire) = photos(tmp_path)
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"junk")
+    args = build_args(model[0], tmp_path / "idx", "--images", folder / "sub", ruby, broken, tmp_path / "nope.png")
+    assert main(args) == 1
+    out, err = capsys.readouterr()
+    assert out == f"{tmp_path / 'idx'}\n"
+    lines = err.splitlines()
+    assert lines[0] == f"gemcaption: error: {tmp_path / 'nope.png'}: no such file or directory"
+    assert lines[1].startswith(f"gemcaption: error: {broken}: not a readable image")
+    assert lines[2:] == ["gemcaption: 2 of 4 inputs failed"] and skipped_warnings(recwarn) == []
+    assert sorted(r.image for r in Retriever.load(tmp_path / "idx").metadata.records.values()) == [ruby, sapphire]
+
+
+def test_index_build_limit_is_a_seeded_sample(tmp_path, model):
+    folder, paths = photos(tmp_path)
+    chosen = []
+    for run, seed in enumerate(["1", "1", "2"]):
+        out = tmp_path / f"idx{run}"
+        assert main(build_args(model[0], out, "--images", folder, "--limit", "2", "--seed", seed)) == 0
+        chosen.append(sorted(r.image for r in Retriever.load(out).metadata.records.values()))
+    assert len(chosen[0]) == 2 and chosen[0] == chosen[1] and set(chosen[0]) <= set(paths)
+
+
+def test_index_add_takes_folders_and_reports_bad_images(tmp_path, model, capsys, recwarn):
+    folder, (ruby, emerald, sapphire) = photos(tmp_path)
+    idx = tmp_path / "idx"
+    assert main(build_args(model[0], idx, "--images", ruby)) == 0
+    (folder / "sub" / "broken.png").write_bytes(b"junk")
+    capsys.readouterr()
+    assert main(["-q", "index", "add", str(idx), str(folder / "sub"), ruby]) == 1
+    out, err = capsys.readouterr()
+    assert [line.split("\t")[1] for line in out.splitlines()] == [sapphire, ruby]
+    assert err.splitlines()[0].startswith(f"gemcaption: error: {folder / 'sub' / 'broken.png'}: not a readable")
+    assert err.splitlines()[1:] == ["gemcaption: 1 of 3 inputs failed"] and len(Retriever.load(idx)) == 2
+    assert skipped_warnings(recwarn) == []
+
+
+def test_index_build_from_data_reports_unreadable_images(tmp_path, model, capsys, recwarn):
+    spec = write_manifest(tmp_path)
+    (tmp_path / "broken.png").write_bytes(b"junk")
+    with open(tmp_path / "data.csv", "a") as manifest:
+        manifest.write("broken.png,a broken stone,Ruby,test\n")
+    args = build_args(model[0], tmp_path / "idx", "--data", spec, "--split", "test", "--dim", "8")
+    assert main(args) == 1
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0].startswith(f"gemcaption: error: {tmp_path / 'broken.png'}: not a readable image")
+    assert lines[1:] == ["gemcaption: 1 of 5 inputs failed"] and skipped_warnings(recwarn) == []
+    assert len(Retriever.load(tmp_path / "idx")) == 4  # the others are indexed
+
+
+def test_index_sync_queues_behind_another_writer_and_keeps_its_images(tmp_path, model, capsys):
+    import threading
+    import time
+
+    folder, _ = photos(tmp_path)
+    idx = tmp_path / "idx"
+    assert main(build_args(model[0], idx, "--images", folder)) == 0
+    elsewhere = make_image(tmp_path / "elsewhere.png", (200, 200, 30), 8)
+    new = make_image(folder / "garnet.png", (90, 10, 10), 4)
+    holding, done = threading.Event(), threading.Event()
+
+    def writer():
+        with Retriever.edit(idx, FakeCaptioner(), progress=False) as retriever:
+            retriever.add([elsewhere])
+            holding.set()
+            done.wait(10)
+            time.sleep(0.3)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        assert holding.wait(10)
+        capsys.readouterr()
+        assert main(["-q", "index", "sync", str(idx), str(folder), "--wait", "0"]) == 2
+        err = capsys.readouterr().err.splitlines()
+        assert len(err) == 1 and "is being written by" in err[0]
+        done.set()
+        assert main(["-q", "index", "sync", str(idx), str(folder), "--wait", "10"]) == 0  # waits for the writer
+    finally:
+        done.set()
+        thread.join()
+    assert capsys.readouterr().out.startswith("added 1, changed 0, removed 0")
+    assert {r.image for r in Retriever.load(idx).metadata.records.values()} >= {elsewhere, new}
+    assert len(Retriever.load(idx)) == 5

@@ -57,6 +57,8 @@ def test_demo_keeps_a_model_and_an_index_that_can_be_searched(demo_run):
     root, result = demo_run
     retriever = Retriever.load(result["index"], progress=False)
     assert len(retriever) == 7
+    assert retriever.embedder.kind == "caption_space"  # the demo's model has a learned space: the index uses it
+    assert "learned caption space" in (root / "report" / "index.html").read_text(encoding="utf-8")
     hits = retriever.search_text("a blue sapphire ring", k=3)
     assert len(hits) == 3 and hits[0].score >= hits[-1].score
     assert (root / "report" / "model" / "manifest.json").is_file()
