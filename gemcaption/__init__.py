@@ -33,9 +33,11 @@ _EXPORTS = {
     "WarmupSchedule": "gemcaption.captioning.schedule",
     "Vocabulary": "gemcaption.captioning.vocabulary",
     "extract_features": "gemcaption.captioning.features",
+    "export_savedmodel": "gemcaption.export",
     # retrieval
     "Retriever": "gemcaption.retrieval.retriever",
     "Hit": "gemcaption.retrieval.retriever",
+    "SyncReport": "gemcaption.retrieval.sync",
     "TfidfSvdEmbedder": "gemcaption.retrieval.embedders",
     # classification
     "GemClassifier": "gemcaption.classification",

@@ -57,6 +57,17 @@ def has_image_extension(path: str | os.PathLike) -> bool:
     return Path(path).suffix.lower() in IMAGE_EXTENSIONS
 
 
+def find_image_files(folder: str | os.PathLike) -> list[str]:
+    """The image files (by :func:`has_image_extension`) below ``folder``, recursively, sorted; hidden
+    files and folders (names starting with ".") are left out. ``[]`` when there are none."""
+    root = Path(folder)
+    found = []
+    for directory, subdirectories, files in os.walk(root):
+        subdirectories[:] = [d for d in subdirectories if not d.startswith(".")]
+        found += [os.path.join(directory, f) for f in files if not f.startswith(".") and has_image_extension(f)]
+    return sorted(found)
+
+
 def describe_source(source: object) -> str:
     """A short human-readable name for an image source, for messages."""
     if isinstance(source, (str, os.PathLike)):

@@ -1,8 +1,10 @@
 """What the index knows about each image, kept in memory and saved as one SQLite file.
 
 Tables: ``items`` (id, image path, content hash, generated caption, reference captions as a JSON
-list, label) and ``settings`` (key -> JSON value): ``next_id`` and, in indexes of format version 1
-only, the retriever settings (version 2 keeps those in the index's ``manifest.json``).
+list, label, and the file's size in bytes and modification time in nanoseconds when it was indexed,
+which let :mod:`gemcaption.retrieval.sync` skip unchanged files without reading them) and
+``settings`` (key -> JSON value): ``next_id`` and, in indexes of format version 1 only, the
+retriever settings (version 2 keeps those in the index's ``manifest.json``).
 
 The database is built in memory and written as one file (no journal beside it); reading loads the
 file's bytes into an in-memory database. So no SQLite connection ever opens a saved file for
@@ -12,6 +14,7 @@ writing, two processes never share one, and a read-only copy of an index can be 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +29,9 @@ CREATE TABLE items (
     content_hash TEXT NOT NULL UNIQUE,
     caption TEXT NOT NULL,
     reference_captions TEXT NOT NULL,
-    label TEXT
+    label TEXT,
+    size INTEGER,
+    mtime_ns INTEGER
 );
 CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
@@ -34,7 +39,8 @@ CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 
 @dataclass(frozen=True)
 class Record:
-    """One indexed image. ``image`` is its path (None for in-memory images)."""
+    """One indexed image. ``image`` is its path (None for in-memory images); ``size`` (bytes) and
+    ``mtime_ns`` are the file's when it was indexed (None for in-memory images and old indexes)."""
 
     id: int
     image: str | None
@@ -42,6 +48,20 @@ class Record:
     caption: str
     references: tuple[str, ...] = field(default_factory=tuple)
     label: str | None = None
+    size: int | None = None
+    mtime_ns: int | None = None
+
+
+def file_stamp(source) -> tuple[int | None, int | None]:
+    """``(size, mtime_ns)`` of the file ``source`` names; ``(None, None)`` for an in-memory image or
+    a file that cannot be stat'ed. Taken before a file is hashed, so a later change always shows."""
+    if not isinstance(source, (str, os.PathLike)):
+        return None, None
+    try:
+        info = os.stat(source)
+    except (OSError, ValueError):
+        return None, None
+    return info.st_size, info.st_mtime_ns
 
 
 class MetadataStore:
@@ -60,6 +80,13 @@ class MetadataStore:
         self.by_hash[record.content_hash] = record.id
         self.next_id = max(self.next_id, record.id + 1)
 
+    def replace(self, record: Record) -> None:
+        """Put ``record`` in place of the record with its id and content hash (a new path or stamp)."""
+        old = self.records.get(record.id)
+        if old is None or old.content_hash != record.content_hash:
+            raise KeyError(f"no record {record.id} with content hash {record.content_hash[:12]}")
+        self.records[record.id] = record
+
     def remove(self, item_id: int) -> Record | None:
         record = self.records.pop(int(item_id), None)
         if record is not None:
@@ -72,7 +99,7 @@ class MetadataStore:
         try:
             connection.executescript(SCHEMA)
             connection.executemany(
-                "INSERT INTO items VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO items VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     (
                         r.id,
@@ -81,6 +108,8 @@ class MetadataStore:
                         r.caption,
                         json.dumps(list(r.references), ensure_ascii=False),
                         r.label,
+                        r.size,
+                        r.mtime_ns,
                     )
                     for r in self.records.values()
                 ),
@@ -108,10 +137,12 @@ class MetadataStore:
         try:
             connection.deserialize(data)
             store = cls()
+            columns = {row[1] for row in connection.execute("PRAGMA table_info(items)")}
+            stamp = "size, mtime_ns" if {"size", "mtime_ns"} <= columns else "NULL, NULL"  # older files: none
             for row in connection.execute(
-                "SELECT id, image, content_hash, caption, reference_captions, label FROM items ORDER BY id"
+                f"SELECT id, image, content_hash, caption, reference_captions, label, {stamp} FROM items ORDER BY id"
             ):
-                store.add(Record(row[0], row[1], row[2], row[3], tuple(json.loads(row[4])), row[5]))
+                store.add(Record(row[0], row[1], row[2], row[3], tuple(json.loads(row[4])), *row[5:8]))
             settings = {k: json.loads(v) for k, v in connection.execute("SELECT key, value FROM settings")}
         except sqlite3.DatabaseError as exc:
             raise ModelError(f"{path}: unreadable index metadata ({exc})") from exc

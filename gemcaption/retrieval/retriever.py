@@ -56,8 +56,8 @@ from ..persistence import (
     resolve_directory,
     save_directory,
 )
-from .embedders import build_embedder, embed_groups, l2_normalize, load_embedder, write_embedder
-from .metadata import MetadataStore, Record
+from .embedders import default_embedder, embed_groups, l2_normalize, load_embedder, write_embedder
+from .metadata import MetadataStore, Record, file_stamp
 from .queries import is_batch, is_image_query
 from .vector_index import VectorIndex, VectorTable
 
@@ -112,9 +112,11 @@ class Retriever:
 
     ``captioner`` may be None when ``model_dir`` names a saved captioner: it is then loaded the
     first time an image must be captioned (text search never needs it). ``embedder`` defaults to
-    TF-IDF + SVD (256-d), fitted on the first captions indexed unless :meth:`fit_embedder` or
-    ``build(..., fit_texts=...)`` fitted it on training captions. ``index_factory`` is ``"auto"``
-    or a FAISS factory string (see :mod:`gemcaption.retrieval.vector_index`).
+    the captioner's learned caption space when it has one (``captioner.space``, see
+    :func:`~gemcaption.retrieval.embedders.default_embedder`; index vectors then fuse the image
+    projection with the captions), else to TF-IDF + SVD (256-d), fitted on the first captions indexed
+    unless :meth:`fit_embedder` or ``build(..., fit_texts=...)`` fitted it on training captions.
+    ``index_factory`` is ``"auto"`` or a FAISS factory string (see :mod:`gemcaption.retrieval.vector_index`).
     """
 
     def __init__(
@@ -140,7 +142,7 @@ class Retriever:
         self._captioner = captioner
         model_dir = model_dir or getattr(captioner, "model_dir", None)
         self.model_dir = str(Path(model_dir).absolute()) if model_dir else None
-        self.embedder = embedder if embedder is not None else build_embedder()
+        self.embedder = embedder if embedder is not None else default_embedder(captioner, self.model_dir)
         self.index_factory, self.search_params = index_factory, search_params
         self.use_references = bool(use_references)
         self.hybrid_weight, self.batch_size, self.progress = float(hybrid_weight), int(batch_size), progress
@@ -209,6 +211,7 @@ class Retriever:
         items = _items(images, captions, labels)
         result: list[int | None] = [None] * len(items)
         new: dict[str, list[int]] = {}  # content hash -> positions in items
+        stamps = [file_stamp(source) for source, _, _ in items]  # (size, mtime_ns) before hashing: see sync
         for pos, (source, _, _) in enumerate(items):
             try:
                 digest = content_hash(source)
@@ -229,17 +232,19 @@ class Retriever:
         texts = [[generated[i]] + (list(items[firsts[i]][1]) if self.use_references else []) for i in kept]
         if not self.embedder.fitted:
             self.embedder.fit([t for group in texts for t in group])
-        vectors = embed_groups(self.embedder, texts)
         if hasattr(self.embedder, "gallery"):  # a learned space: fuse the captions with the image projection
             sources = [items[firsts[i]][0] for i in kept]
-            vectors = self.embedder.gallery(vectors, self.embedder.projections(self.captioner, sources))
+            vectors = self.embedder.gallery(texts, self.embedder.projections(self.captioner, sources))
+        else:
+            vectors = embed_groups(self.embedder, texts)
         features = self._visual_features([items[firsts[i]][0] for i in kept]) if self.hybrid_weight else None
         ids = list(range(self.metadata.next_id, self.metadata.next_id + len(kept)))
         digests = list(new)
         for item_id, i in zip(ids, kept):
             source, refs, label = items[firsts[i]]
             path = str(Path(source).absolute()) if isinstance(source, (str, Path)) else None
-            self.metadata.add(Record(item_id, path, digests[i], cast(str, generated[i]), tuple(refs), label))
+            record = Record(item_id, path, digests[i], cast(str, generated[i]), tuple(refs), label, *stamps[firsts[i]])
+            self.metadata.add(record)
             for pos in new[digests[i]]:
                 result[pos] = item_id
         if self.index is None:
@@ -258,6 +263,15 @@ class Retriever:
         if removed and self.visual is not None:
             self.visual.remove(removed)
         return len(removed)
+
+    def sync(self, folder, *, progress: bool | None = None):
+        """Bring the index in line with the images below ``folder``: add new and changed files,
+        drop deleted ones, skip unchanged ones without reading them (size and modification time,
+        then content hash). Returns a :class:`~gemcaption.retrieval.sync.SyncReport`; rules in
+        :mod:`gemcaption.retrieval.sync`. Save afterwards (or call it inside :meth:`edit`)."""
+        from .sync import sync_folder
+
+        return sync_folder(self, folder, progress=progress)
 
     # -- captioning and embedding --------------------------------------------------------------
     def _caption_sources(self, sources: list) -> list[str | None]:
