@@ -41,6 +41,23 @@ FLICKR_VARIANTS = {  # name -> SpaceConfig settings (hard_negative_weight 0 unle
     "Transformer words": {"text_encoder": "transformer"},
     "GRU words": {"text_encoder": "gru"},
     "mean words, attention pooling": {"image_pooling": "attention"},
+    "mean words + hard negatives, dropout 0.5, weight decay 0.2": {
+        "hard_negative_weight": 0.5,
+        "dropout": 0.5,
+        "weight_decay": 0.2,
+    },
+    "mean words + hard negatives, wide (dim 512, hidden 2048)": {
+        "hard_negative_weight": 0.5,
+        "dim": 512,
+        "hidden_dim": 2048,
+    },
+    "mean words + hard negatives, seed 1": {"hard_negative_weight": 0.5, "seed": 1},
+}
+ENSEMBLES = {  # name -> variants whose unit vectors are concatenated (cosine = mean of their cosines)
+    "ensemble of two seeds (mean words + hard negatives, seeds 0 and 1)": (
+        "mean words + hard negatives",
+        "mean words + hard negatives, seed 1",
+    ),
 }
 
 
@@ -164,7 +181,20 @@ def flickr(args) -> dict:
             }
         )
         log(table(rows[-1:], ["method", "t2i_r1", "t2i_r5", "t2i_r10", "ann_r1", "ann_r10", "i2t_map"]))
-    space_rows = [r for r in rows if r["method"].startswith("space: ")]
+    for name, members in ENSEMBLES.items():
+        if not all(m in spaces for m in members):
+            continue
+        images = np.concatenate([spaces[m].embed_images(dev_grids) for m in members], axis=1) / np.sqrt(len(members))
+        texts = np.concatenate([spaces[m].embed_texts(dev_texts) for m in members], axis=1) / np.sqrt(len(members))
+        figures = cross_modal_figures(images, texts, owners, images)
+        seconds = sum(spaces[m].history["seconds"] for m in members)
+        rows.append({"method": f"space: {name}", **pick(figures), "train_seconds": round(seconds, 1)})
+        log(table(rows[-1:], ["method", "t2i_r1", "t2i_r5", "t2i_r10", "ann_r1", "ann_r10", "i2t_map"]))
+    if args.captioner and getattr(captioner, "space", None) is not None:
+        rows.extend(trained_space_rows(captioner, dev_grids, dev_texts, owners, generated))
+    if args.merge:
+        rows.extend(earlier_rows(rows))
+    space_rows = [r for r in rows if r["method"].startswith("space: ") and r["method"][7:] in spaces]
     best_row = max(space_rows, key=lambda r: r["t2i_r1"] + r["t2i_r5"] + r["t2i_r10"])
     best_name = best_row["method"][len("space: ") :]
     space = spaces[best_name]
@@ -203,7 +233,62 @@ def flickr(args) -> dict:
         "dev_images": len(dev_caps),
         "dev_captions": len(dev_texts),
         "history": {name: s.history for name, s in spaces.items()},
+        "captioner": describe_captioner(captioner) if args.captioner else None,
     }
+
+
+def trained_space_rows(captioner, dev_grids, dev_texts, owners, generated) -> list[dict]:
+    """Rows of the space ``gemcaption train`` trained with the captioner (early-stopped on dev) and of
+    the fusion it chose on dev at train time: gallery = projection + generated caption, image query =
+    projection + generated caption (reference captions are the text queries, so none in the gallery)."""
+    from gemcaption.evaluation.protocols import cross_modal_figures
+
+    space = captioner.space
+    projection = space.embed_images(dev_grids)
+    captions = space.embed_texts(dev_texts)
+    figures = cross_modal_figures(projection, captions, owners, projection)
+    h = space.history
+    rows = [
+        {
+            "method": "space trained by gemcaption train "
+            f"(defaults; best epoch {h['best_epoch']} of {h['epochs_run']})",
+            **pick(figures),
+            "train_seconds": round(h["seconds"], 1),
+        }
+    ]
+    if space.fusion is not None:
+        fusion, gen = space.fusion, space.embed_texts(generated)
+        gallery, queries = fusion.gallery(projection, gen), fusion.image_query(projection, gen)
+        figures = cross_modal_figures(gallery, captions, owners, queries)
+        rows.append(
+            {
+                "method": "index vectors with the fusion gemcaption train chose on dev "
+                f"(gallery: projection + {fusion.generated:g} x generated caption; "
+                f"image query: projection + {fusion.query_generated:g} x generated caption)",
+                **pick(figures),
+            }
+        )
+    return rows
+
+
+def describe_captioner(captioner) -> str:
+    h = captioner.history
+    return (
+        f"{captioner.model_dir}: {captioner.decoder_name}, embedding {captioner.config.decoder.embed_dim}, "
+        f"{h.get('best_epoch')} of {len(h.get('loss', []))} epochs, {round(h.get('seconds', 0))} s"
+    )
+
+
+def earlier_rows(rows: list[dict]) -> list[dict]:
+    """The Flickr8k rows of the committed JSON whose method this run did not measure, marked as such."""
+    earlier = committed()
+    measured = {r["method"] for r in rows}
+    kept = []
+    load = earlier.get("machine_before", {}).get("load_average_1m")
+    for row in earlier.get("flickr8k", {}).get("rows", []):
+        if row["method"] not in measured:
+            kept.append({**row, "earlier_run": row.get("earlier_run") or f"{earlier.get('command', '')} (load {load})"})
+    return kept
 
 
 # -- jewellery ---------------------------------------------------------------------------------------
@@ -251,6 +336,8 @@ def jewellery(args) -> dict:
         np.fill_diagonal(scores, -np.inf)
         row.update(category_figures_scores(scores, labels))
         rows.append(row)
+    if args.jewellery_model:
+        rows.append(product_index_row(args.jewellery_model, folder, names, caps, labels))
     text = space.embed_texts(sorted(set(labels)))
     return {
         "rows": rows,
@@ -263,6 +350,37 @@ def jewellery(args) -> dict:
             for i, lab in enumerate(sorted(set(labels)))
         },
         "_unused": category_figures.__name__,
+    }
+
+
+def product_index_row(model_dir, folder, names, caps, labels) -> dict:
+    """The product end to end: a model trained by ``gemcaption train`` on the catalogue (its space and
+    the fusion it chose), a :class:`Retriever` index of every photo with its captions, and every
+    photo searched by itself (``Retriever.search_image``: projection fused with its generated caption)."""
+    from gemcaption.captioning.captioner import Captioner
+    from gemcaption.retrieval.retriever import Retriever
+
+    captioner = Captioner.load(model_dir)
+    retriever = Retriever(captioner, progress=False)
+    paths = [str(folder / "images" / n) for n in names]
+    ids = retriever.add(paths, captions=caps, labels=labels)
+    n = len(paths)
+    hits = retriever.search_image(paths, k=n)
+    ranks, scores = [], np.full((n, n), -10.0)
+    position = {item: row for row, item in enumerate(ids)}
+    for row, found in enumerate(hits):
+        order = [h.id for h in found]
+        ranks.append(order.index(ids[row]) + 1 if ids[row] in order else n + 1)
+        for h in found:
+            scores[row, position[h.id]] = h.score
+    np.fill_diagonal(scores, -np.inf)
+    fusion = retriever.embedder.fusion.get_config() if hasattr(retriever.embedder, "fusion") else None
+    return {
+        "method": f"product index: gemcaption train model ({retriever.embedder.kind}, fusion {fusion}), "
+        "Retriever.search_image",
+        "self_r1": float(np.mean(np.asarray(ranks) == 1)),
+        "self_medr": float(np.median(ranks)),
+        **category_figures_scores(scores, labels),
     }
 
 
@@ -343,6 +461,12 @@ def main():
     parser.add_argument("--only", nargs="*", default=None, help="train only these Flickr8k variants")
     parser.add_argument("--save-space", default=None, help="save the best Flickr8k space here")
     parser.add_argument("--quick", action="store_true", help="1,200 train / 300 dev images (smoke run)")
+    parser.add_argument(
+        "--jewellery-model", default=None, help="a model gemcaption train made on the catalogue (product index row)"
+    )
+    parser.add_argument(
+        "--merge", action="store_true", help="keep the committed Flickr8k rows of methods this run does not measure"
+    )
     parser.add_argument("--name", default="retrieval_quality")
     args = parser.parse_args()
     payload = {"command": " ".join(["python"] + sys.argv), "machine_before": machine()}
@@ -364,13 +488,18 @@ def main():
     sections = {}
 
     def flickr_md(out):
+        rows = [{**r, "method": r["method"] + (" (earlier run)" if r.get("earlier_run") else "")} for r in out["rows"]]
+        earlier = sorted({r["earlier_run"] for r in out["rows"] if r.get("earlier_run")})
         return (
             f"## Flickr8k dev ({out['dev_images']} images, {out['dev_captions']} captions; trained on "
             f"{out['train_images']} train images)\n\n"
-            + table(out["rows"] + [{"method": "chance", **out["chance"]}], cols)
+            + table(rows + [{"method": "chance", **out["chance"]}], cols)
             + f"\n\nBest space variant (dev t2i R@1+5+10): {out['best_variant']}. "
-            + "Selection and figures are both on dev. Caption matching with the committed captioner of "
-            + "benchmarks/results/flickr8k.json: t2i R@1/5/10 0.035/0.118/0.187 (row present only with --captioner)."
+            + "Selection and figures are both on dev (the space's early stopping and the fusion weights too). "
+            + "Caption matching and fusion rows use the captioner given with --captioner"
+            + (f" ({out['captioner']})" if out.get("captioner") else "")
+            + "."
+            + (f" Rows marked (earlier run) are from: {'; '.join(earlier)}." if earlier else "")
         )
 
     def jewellery_md(out):
@@ -397,11 +526,37 @@ def main():
         "jewellery": (jewellery, jewellery_md),
         "gemstones": (gemstones, gemstones_md),
     }
+    if args.merge:  # the committed sections this run does not measure again stay, with their command
+        earlier = committed()
+        for name, (_, describe) in runners.items():
+            if name not in args.sets and name in earlier:
+                section = earlier[name]
+                loads = section.get("load_average_1m") or [
+                    earlier.get(k, {}).get("load_average_1m") for k in ("machine_before", "machine_after")
+                ]
+                payload[name] = {
+                    **section,
+                    "command": section.get("command") or earlier.get("command"),
+                    "load_average_1m": loads,
+                }
+                sections[name] = (
+                    describe(payload[name])
+                    + f"\n\n(Measured by: `{payload[name]['command']}`; load average {loads[0]} before, "
+                    + f"{loads[1]} after.)"
+                )
     for name in args.sets:
         run, describe = runners[name]
         payload[name] = run(args)
         sections[name] = describe(payload[name])
-        finish(args, payload, list(sections.values()))
+        finish(args, payload, [sections[n] for n in runners if n in sections])
+
+
+def committed() -> dict:
+    """The committed benchmarks/results/retrieval_quality.json (empty when there is none)."""
+    import json
+
+    path = Path(__file__).parent / "results" / "retrieval_quality.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
 
 def finish(args, payload: dict, md: list[str]) -> None:

@@ -6,6 +6,8 @@
 Extra columns: ``label`` (e.g. the product category) and ``split`` (train/val/test) are used when
 present; without a split column a seeded 80/20 split by image is made. Image paths are relative to
 the CSV's folder or its ``images/`` subfolder. The shared jewellery set has Spanish captions.
+The model directory also holds the learned caption space that ``gemcaption index build`` then uses
+for search (``captioner.space``; trained after the decoder from the same cached features).
 """
 
 from __future__ import annotations
@@ -69,6 +71,12 @@ def main(argv=None) -> int:
         )
         for image, text, refs in list(zip(validation.images, generated, validation.captions))[:3]:
             print(f"  {image}\n    generated: {text}\n    true:      {' | '.join(refs)}")
+    if captioner.space is not None:
+        h, fusion = captioner.space.history, captioner.space.fusion
+        print(
+            f"caption space: best epoch {h['best_epoch']} of {h['epochs_run']}, {h['seconds']:.0f} s; "
+            f"fusion weights for the index: {fusion.get_config() if fusion else 'default'}"
+        )
     print(f"model saved to {args.out}")
     return 0
 

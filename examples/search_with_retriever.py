@@ -4,8 +4,12 @@
     python examples/search_with_retriever.py --data csv:../shared/data/jewelry/captions.csv --epochs 3 --limit 60 \\
         --text "anillo de plata"
 
-Without ``--model`` a small captioner is first trained on the data's train split. The index is
-built over the test split (or the whole set when it has no test split) and saved with ``--out``.
+Without ``--model`` a small captioner is first trained on the data's train split (with its learned
+caption space, as ``Captioner.fit`` does by default). The index is built over the test split (or the
+whole set when it has no test split) and saved with ``--out``. When the captioner has a learned
+space the index uses it (text queries through its text encoder, image queries through the image
+projection fused with the generated caption); a model trained with ``--no-space`` falls back to
+TF-IDF + SVD over the captions.
 """
 
 from __future__ import annotations
@@ -58,7 +62,8 @@ def main(argv=None) -> int:
 
     retriever = Retriever(captioner, model_dir=args.model, progress=not args.quiet)
     retriever.build(test, fit_texts=[c for captions in train.captions for c in captions])
-    print(f"indexed {len(retriever)} images")
+    how = "learned caption space" if retriever.embedder.kind == "caption_space" else "TF-IDF + SVD of the captions"
+    print(f"indexed {len(retriever)} images ({how})")
 
     for text in args.text or [train.captions[0][0]]:
         show(f'text query "{text}":', retriever.search(text, k=args.k))

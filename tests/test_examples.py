@@ -109,6 +109,7 @@ def test_finetune_catalogue(tmp_path, capsys):
     assert code == 0 and (out / "vocabulary.json").is_file()
     printed = capsys.readouterr().out
     assert "val: 2 images, BLEU-1" in printed and "generated:" in printed and "Anillo" in printed
+    assert (out / "space" / "space.keras").is_file() and "caption space: best epoch" in printed
 
 
 @pytest.mark.slow
@@ -140,7 +141,7 @@ def test_search_with_retriever(tmp_path, capsys):
     )
     assert code == 0 and (out / "metadata.sqlite").is_file()
     printed = capsys.readouterr().out
-    assert "indexed 3 images" in printed and 'text query "a ruby ring":' in printed
+    assert "indexed 3 images (learned caption space)" in printed and 'text query "a ruby ring":' in printed
     assert "image query" in printed and printed.count("  1. ") == 2
 
 

@@ -7,7 +7,9 @@
 >>> captioner.save("my-model"); Captioner.load("my-model")
 
 Settings live in one :class:`~gemcaption.captioning.config.CaptionerConfig` (``captioner.config``);
-saving and loading are in :mod:`gemcaption.captioning.saving`.
+saving and loading are in :mod:`gemcaption.captioning.saving`. :meth:`Captioner.fit` also trains a
+learned caption-embedding space (:mod:`gemcaption.space`, ``captioner.space``) from the same cached
+features unless ``space=False``; search indexes built with the captioner use it.
 """
 
 from __future__ import annotations
@@ -84,6 +86,7 @@ class Captioner:
         self.history: dict[str, Any] = {}
         self.training_config: TrainingConfig | None = None  # what the last fit() used
         self.model_dir: str | None = None  # where it was saved or loaded from (indexes refer to it)
+        self.space: Any = None  # the learned caption space (gemcaption.space.CaptionSpace) once trained or loaded
         self._encoder: Any = None
 
     # -- settings, read-only views of ``config`` ---------------------------------------------
@@ -193,6 +196,8 @@ class Captioner:
         verbose: int | str = "auto",
         *,
         config: TrainingConfig | dict | None = None,
+        space: bool = True,
+        space_config=None,
     ) -> dict:
         """Train on ``train`` (a Dataset with captions), early-stopping on ``validation`` loss.
 
@@ -203,13 +208,17 @@ class Captioner:
         ``validation``, 10 % of the training images (seeded) are held out for early stopping.
         Training with ``augment=True`` (flips, rotation, zoom) re-encodes every image every epoch
         and so cannot use the feature cache: expect it to be many times slower.
-        Returns the history (loss, masked_accuracy, val_*, lr per epoch).
+        With ``space=True`` (the default) the caption-embedding space is trained next, from the
+        same features and on the same validation split (:meth:`fit_space`; ``space_config`` is a
+        :class:`~gemcaption.space.SpaceConfig` or its dict); ``space=False`` leaves
+        :attr:`space` as it was.
+        Returns the history (loss, masked_accuracy, val_*, lr per epoch) of the caption decoder.
         """
         import keras
 
         from .decoders import build_decoder
         from .schedule import WarmupSchedule
-        from .training import CHECKPOINT_FILE, BestWeightsCheckpoint, caption_array
+        from .training import CHECKPOINT_FILE, BestWeightsCheckpoint, build_optimizer, caption_array
         from .vocabulary import Vocabulary
 
         settings = TrainingConfig() if config is None else TrainingConfig.from_config(config)
@@ -254,20 +263,20 @@ class Captioner:
                 feats, kept = self.encode(images, progress=progress)
             else:
                 feats, kept = None, list(range(len(samples)))
-            tokens = caption_array(
-                [samples[i].captions for i in kept], self.vocabulary, self.seq_len, settings.max_captions
-            )
-            return feats, tokens, [images[i] for i in kept]
+            captions = [list(samples[i].captions) for i in kept]
+            tokens = caption_array(captions, self.vocabulary, self.seq_len, settings.max_captions)
+            return feats, tokens, [images[i] for i in kept], captions
 
-        x_train, t_train, train_images = arrays(train, with_features=not augment)
-        x_val, t_val, _ = arrays(validation) if validation else (None, None, None)
+        x_train, t_train, train_images, train_captions = arrays(train, with_features=not augment)
+        x_val, t_val, _, val_captions = arrays(validation) if validation else (None, None, None, None)
         if len(t_train) == 0:
             raise DatasetError("none of the training images could be read")
         steps_per_epoch = int(np.ceil(len(t_train) / batch_size))
         schedule = WarmupSchedule.for_training(
             settings.learning_rate, steps_per_epoch, epochs, settings.warmup_fraction, decay=settings.decay
         )
-        self.decoder.compile(optimizer=keras.optimizers.Adam(schedule))  # loss and metrics: CaptionDecoder.train_step
+        self.decoder.label_smoothing = settings.label_smoothing
+        self.decoder.compile(optimizer=build_optimizer(schedule, settings.weight_decay))  # loss: decoder.train_step
         monitor = "val_loss" if x_val is not None and len(x_val) else "loss"
         callbacks = [
             keras.callbacks.EarlyStopping(monitor=monitor, patience=settings.patience, restore_best_weights=True)
@@ -301,13 +310,33 @@ class Captioner:
         history["best_epoch"] = int(np.argmin(history[monitor])) + 1
         history["train_images"], history["validation_images"] = len(t_train), 0 if x_val is None else len(x_val)
         self.history = history
+        if space:
+            from ..space.training import train_captioner_space
+
+            if x_train is None:  # augmented training read no cached features: the space needs them
+                x_train, _ = self.encode(train_images, progress=progress)
+            self.space = train_captioner_space(
+                self, x_train, train_captions, x_val, val_captions, space_config, verbose=int(progress)
+            )
         return history
+
+    def fit_space(self, train, validation=None, config=None, verbose: int = 1):
+        """Train (or re-train) only the caption-embedding space on ``train`` with this captioner's
+        cached features, early-stopping on ``validation`` and choosing there the fusion weights an
+        index uses (:func:`gemcaption.space.fusion.choose_fusion`); sets and returns :attr:`space`.
+        ``config``: a :class:`~gemcaption.space.SpaceConfig` or its dict (default ``SpaceConfig()``)."""
+        from ..space.training import fit_space_for_captioner
+
+        self._require_trained()
+        self.space = fit_space_for_captioner(self, train, validation, config, verbose=verbose)
+        return self.space
 
     # -- persistence -------------------------------------------------------------------------
     def save(self, path) -> Path:
         """Write the captioner to directory ``path``, atomically (a crash keeps the previous version):
-        ``manifest.json``, ``decoder.keras``, ``encoder.weights.h5``, ``vocabulary.json`` and, after
-        training, ``history.json`` + ``training.png`` (see :mod:`gemcaption.captioning.saving`).
+        ``manifest.json``, ``decoder.keras``, ``encoder.weights.h5``, ``vocabulary.json``, after
+        training ``history.json`` + ``training.png``, and ``space/`` when it has a learned space
+        (see :mod:`gemcaption.captioning.saving`).
         The encoder's weights are stored too, so loading needs no download."""
         from .saving import save_captioner
 

@@ -9,11 +9,14 @@ loadable)::
     encoder.weights.h5   the encoder's weights, so loading needs no download
     vocabulary.json      the words, in id order
     history.json, training.png   after training
+    space/               the learned caption-embedding space, when the captioner has one: a
+                         ``gemcaption-space`` directory with its own manifest (:mod:`gemcaption.space.space`)
 
 ``config`` is :meth:`CaptionerConfig.get_config` plus ``encoder_weights`` (``weights_id``, which
 keys the feature cache, and ``weights_source``). Version 1 directories (the previous release:
 ``config.json`` with the settings, no manifest) still load; any other version is a ModelError
-naming it.
+naming it. The top-level manifest's checksums cover the files of ``space/`` too, so the captioner and
+its space are always from the same save.
 """
 
 from __future__ import annotations
@@ -22,7 +25,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, ModelError
-from ..persistence import has_manifest, read_json, read_manifest, reading, resolve_directory, save_directory
+from ..persistence import (
+    has_manifest,
+    read_json,
+    read_manifest,
+    reading,
+    resolve_directory,
+    save_directory,
+    write_manifest,
+)
 from .config import CaptionerConfig
 
 if TYPE_CHECKING:
@@ -33,6 +44,7 @@ FORMAT_VERSION = 2
 LEGACY_VERSION = 1
 LEGACY_CONFIG = "config.json"
 FILES = ("decoder.keras", "encoder.weights.h5", "vocabulary.json")
+SPACE_DIRECTORY = "space"
 
 
 def is_captioner_directory(path) -> bool:
@@ -132,6 +144,8 @@ def save_captioner(captioner: Captioner, path) -> Path:
         captioner.vocabulary.save(staged / "vocabulary.json")
         if captioner.history:
             write_history(captioner.history, staged)
+        if getattr(captioner, "space", None) is not None:
+            _write_space(captioner.space, staged / SPACE_DIRECTORY)
 
     save_directory(path, FORMAT, FORMAT_VERSION, captioner.config.decoder.kind, config, write)
     return Path(path)
@@ -172,8 +186,32 @@ def load_captioner(cls: type[Captioner], path, feature_cache=True) -> Captioner:
     captioner.history = read_json(history) if history.exists() else {}
     if not isinstance(captioner.history, dict):
         raise ModelError(f"damaged: {history} (not a JSON object)")
+    if (path / SPACE_DIRECTORY).exists():
+        captioner.space = _read_space(path / SPACE_DIRECTORY)
     captioner.model_dir = str(path.absolute())
     return captioner
+
+
+def _write_space(space, directory: Path) -> None:
+    """The space's files and manifest into ``directory`` inside the captioner's staging directory."""
+    from ..space.space import FORMAT as SPACE_FORMAT
+    from ..space.space import FORMAT_VERSION as SPACE_VERSION
+
+    directory.mkdir()
+    space.write_files(directory)
+    write_manifest(directory, SPACE_FORMAT, SPACE_VERSION, space.kind, space.get_config())
+
+
+def _read_space(directory: Path):
+    """The :class:`~gemcaption.space.CaptionSpace` of a captioner's ``space/`` (ModelError if damaged)."""
+    from ..space.space import FORMAT as SPACE_FORMAT
+    from ..space.space import FORMAT_VERSION as SPACE_VERSION
+    from ..space.space import CaptionSpace
+
+    if not directory.is_dir() or not has_manifest(directory):
+        raise ModelError(f"damaged: {directory} (not a space directory: no manifest.json)")
+    manifest = read_manifest(directory, SPACE_FORMAT, {SPACE_VERSION})
+    return CaptionSpace.from_files(directory, manifest.config)
 
 
 def _load_file(path: Path, load):

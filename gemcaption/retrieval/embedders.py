@@ -11,6 +11,10 @@ loading an index runs no code from it):
 * :class:`MeanTokenEmbedder` (``"mean_tokens"``): idf-weighted mean of word vectors, for example the
   token embedding table of a trained caption decoder.
 
+A third kind, ``"caption_space"`` (:class:`gemcaption.space.embedder.SpaceEmbedder`), is the
+learned caption-embedding space saved with a captioner; :func:`default_embedder` picks it when the
+captioner has one and TF-IDF + SVD (the fallback) otherwise.
+
 The cosine of two embeddings is their dot product. A caption with no known word embeds to zeros.
 :func:`embed_groups` gives one vector per group of captions (an image's generated and reference
 captions): the normalised mean of their embeddings.
@@ -370,6 +374,22 @@ def build_embedder(kind: str = "tfidf_svd", **settings):
     if embedder_class is MeanTokenEmbedder:
         raise ConfigError("build a mean_tokens embedder with MeanTokenEmbedder.from_captioner(captioner)")
     return embedder_class(**settings)
+
+
+def default_embedder(captioner=None, model_dir=None, **settings):
+    """The caption embedder of a retriever given none: the captioner's learned space (a
+    :class:`~gemcaption.space.embedder.SpaceEmbedder` with the fusion chosen on validation when the
+    space was trained) when it has one, else a new TF-IDF + SVD embedder (``settings``: dim...).
+    Without a loaded captioner, ``model_dir/space`` is looked at (no decoder is loaded)."""
+    space = getattr(captioner, "space", None)
+    if space is None and captioner is None and model_dir:
+        from ..space import CaptionSpace, is_space_directory
+
+        if is_space_directory(Path(model_dir, "space")):
+            space = CaptionSpace.load(Path(model_dir, "space"))
+    if space is not None:
+        return EMBEDDERS.get("caption_space")(space)
+    return build_embedder(**settings)
 
 
 def save_embedder(embedder, directory) -> Path:

@@ -89,4 +89,17 @@ class SpaceConfig(_Config):
             raise ConfigError(f"SpaceConfig.learn_temperature must be true or false, got {self.learn_temperature!r}")
 
 
-__all__ = ["POOLINGS", "TEXT_ENCODERS", "SpaceConfig"]
+SMALL_DATA_PAIRS = 5_000
+
+
+def default_space_config(pairs: int) -> SpaceConfig:
+    """``SpaceConfig()`` for ``pairs`` (image, caption) training pairs; below :data:`SMALL_DATA_PAIRS`
+    (a catalogue of a few hundred photos, which batches of 256 would give a handful of optimizer
+    steps) batches of 64, up to 40 epochs and patience 8, the catalogue setting of
+    ``benchmarks/retrieval_quality.py``."""
+    if pairs < SMALL_DATA_PAIRS:
+        return SpaceConfig(batch_size=64, epochs=40, patience=8)
+    return SpaceConfig()
+
+
+__all__ = ["POOLINGS", "SMALL_DATA_PAIRS", "TEXT_ENCODERS", "SpaceConfig", "default_space_config"]

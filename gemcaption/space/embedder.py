@@ -3,9 +3,11 @@
 :class:`SpaceEmbedder` wraps a :class:`~.space.CaptionSpace` and a :class:`~.fusion.Fusion`, so a
 :class:`~gemcaption.retrieval.retriever.Retriever` can use the space: captions (generated and
 reference) go through the text encoder as with any embedder; :meth:`gallery` fuses an image's
-caption vector with its image projection, :meth:`image_query` an image query's generated-caption
-vector with its projection. It is already trained, so :meth:`fit` changes nothing. Saved like the
-other embedders (manifest + the space's files), loaded with ``safe_mode``.
+generated-caption vector, the mean of its reference-caption vectors and its image projection with
+the weights of the fusion (by default the ones chosen on validation when the space was trained,
+``space.fusion``), :meth:`image_query` an image query's generated-caption vector with its
+projection. It is already trained, so :meth:`fit` changes nothing. Saved like the other embedders
+(manifest + the space's files, the fusion in the manifest), loaded with ``safe_mode``.
 """
 
 from __future__ import annotations
@@ -14,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .fusion import Fusion, unit
+from .fusion import Fusion
 from .space import CaptionSpace
 
-# not yet chosen on dev (no Flickr8k captioner was available to the benchmark): equal image and caption weights
-DEFAULT_FUSION = Fusion(image=1.0, generated=0.5, reference=0.5, query_generated=0.0)
+# for a space trained without a validation split to choose on (see gemcaption.space.fusion.choose_fusion)
+DEFAULT_FUSION = Fusion(image=1.0, generated=0.5, reference=0.5, query_generated=0.25)
 
 
 class SpaceEmbedder:
@@ -28,7 +30,7 @@ class SpaceEmbedder:
 
     def __init__(self, space: CaptionSpace, fusion: Fusion | None = None):
         self.space = space
-        self.fusion = fusion or DEFAULT_FUSION
+        self.fusion = fusion or space.fusion or DEFAULT_FUSION
         self.fitted = True
 
     @property
@@ -54,10 +56,17 @@ class SpaceEmbedder:
             features, _ = captioner.encode(sources)
         return self.space.embed_images(features)
 
-    def gallery(self, caption_vectors: np.ndarray, projections: np.ndarray) -> np.ndarray:
-        """Index vectors: image projection + (generated and reference) caption vector, unit length."""
-        weight = max(self.fusion.generated, self.fusion.reference)
-        return unit(self.fusion.image * unit(projections) + weight * unit(caption_vectors))
+    def gallery(self, caption_groups, projections: np.ndarray) -> np.ndarray:
+        """Index vectors, unit length: one per image from its group of captions (the generated one
+        first, then its reference captions, possibly none) and its image projection."""
+        groups = [list(group) for group in caption_groups]
+        generated = self.transform([group[0] if group else "" for group in groups])
+        references = np.zeros_like(generated)
+        flat = [text for group in groups for text in group[1:]]
+        if flat:
+            owners = np.array([row for row, group in enumerate(groups) for _ in group[1:]])
+            np.add.at(references, owners, self.transform(flat))
+        return self.fusion.gallery(projections, generated, references)
 
     def image_query(self, caption_vectors: np.ndarray, projections: np.ndarray) -> np.ndarray:
         """Image query vectors: projection + generated-caption vector, unit length."""

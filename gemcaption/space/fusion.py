@@ -3,7 +3,17 @@
 A gallery image is ``w_image * projection + w_generated * embed(generated caption) +
 w_reference * mean embed(reference captions)``, L2-normalised; an image query is
 ``projection + q_generated * embed(generated caption)``. Missing parts (no reference captions, no
-captioner) count as zero vectors. :func:`choose_weights` grid-searches the weights on a dev split.
+captioner) count as zero vectors. :func:`choose_weights` grid-searches the weights on a dev split;
+:func:`choose_fusion` does it for a trained space on a validation split (what ``Captioner.fit`` saves
+with the space).
+
+How :func:`choose_fusion` scores, so that the reference captions of an image are never its own
+queries: each validation image's reference captions are split in two, the first ``n // 2`` go into
+its gallery vector (as an index's reference captions would) and the others are the text queries.
+The gallery weights (``generated``, ``reference``; ``image`` stays 1) maximise text -> image
+R@1 + R@5 + R@10 of those queries; the image-query weight ``query_generated`` maximises
+image -> caption mAP (an image query against the mean of every image's query captions: does the
+query find images that show what it shows). Ties keep the first (smallest) weights of the grid.
 """
 
 from __future__ import annotations
@@ -45,6 +55,82 @@ class Fusion:
 
     def get_config(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_config(cls, config) -> Fusion:
+        """The fusion of :meth:`get_config`; :class:`~gemcaption.errors.ModelError` for anything else."""
+        from ..errors import ModelError
+
+        names = set(cls.__dataclass_fields__)
+        if not isinstance(config, dict) or not set(config) <= names:
+            raise ModelError(f"fusion weights must be an object with keys among {sorted(names)}, got {config!r}")
+        values = {}
+        for key, value in config.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value < 0:
+                raise ModelError(f"fusion weight {key} must be a number >= 0, got {value!r}")
+            values[key] = float(value)
+        return cls(**values)
+
+
+GALLERY_WEIGHTS = (0.0, 0.25, 0.5, 1.0)
+QUERY_WEIGHTS = (0.0, 0.25, 0.5, 1.0)
+MIN_IMAGES = 5  # fewer validation images with captions: the default fusion is kept
+
+
+def _recall_sum(scores: np.ndarray, owners: np.ndarray) -> float:
+    """R@1 + R@5 + R@10 of queries (rows of ``scores``) whose relevant item is ``owners[row]``."""
+    own = scores[np.arange(len(owners)), owners]
+    ranks = 1 + (scores > own[:, None]).sum(axis=1)
+    return float(sum(np.mean(ranks <= k) for k in (1, 5, 10)))
+
+
+def _mean_average_precision(scores: np.ndarray) -> float:
+    """mAP of row i of ``scores`` retrieving item i (one relevant item: 1 / its rank)."""
+    own = np.diag(scores)
+    ranks = 1 + (scores > own[:, None]).sum(axis=1)
+    return float(np.mean(1.0 / ranks))
+
+
+def choose_fusion(embed_texts, projections, generated: Sequence[str], references: Sequence[Sequence[str]]):
+    """The :class:`Fusion` chosen on a validation split (see the module doc) and how it scored.
+
+    ``embed_texts`` maps a list of texts to unit vectors (a space's text encoder); ``projections``
+    are the images' unit projections, ``generated`` their generated captions and ``references`` their
+    reference captions. Returns ``(fusion, report)``; with fewer than :data:`MIN_IMAGES` usable
+    images the fusion is None and the report says why."""
+    keep = [i for i, refs in enumerate(references) if len(refs) >= 2]
+    if len(keep) < MIN_IMAGES:
+        return None, {"chosen_on": None, "reason": f"{len(keep)} validation images with 2 or more captions"}
+    projections = unit(np.asarray(projections, np.float32)[keep])
+    gen = embed_texts([generated[i] for i in keep])
+    gallery_refs, queries, owners = [], [], []
+    for row, i in enumerate(keep):
+        refs = list(references[i])
+        half = len(refs) // 2
+        gallery_refs.append(unit(embed_texts(refs[:half]).mean(axis=0, keepdims=True))[0])
+        queries.extend(refs[half:])
+        owners.extend([row] * (len(refs) - half))
+    refs_vectors, query_vectors, owners_array = np.stack(gallery_refs), embed_texts(queries), np.asarray(owners)
+    best_gallery, t2i = choose_weights(
+        lambda f: _recall_sum(query_vectors @ f.gallery(projections, gen, refs_vectors).T, owners_array),
+        [Fusion(1.0, g, r, 0.0) for g in GALLERY_WEIGHTS for r in GALLERY_WEIGHTS],
+    )
+    sums = np.zeros_like(projections)
+    np.add.at(sums, owners_array, query_vectors)
+    described = unit(sums)
+    best_query, i2t = choose_weights(
+        lambda f: _mean_average_precision(f.image_query(projections, gen) @ described.T),
+        [Fusion(query_generated=q) for q in QUERY_WEIGHTS],
+    )
+    fusion = Fusion(1.0, best_gallery.generated, best_gallery.reference, best_query.query_generated)
+    report = {
+        "chosen_on": "validation",
+        "images": len(keep),
+        "queries": len(queries),
+        "t2i_r1_r5_r10_sum": round(t2i, 4),
+        "i2t_map": round(i2t, 4),
+    }
+    return fusion, report
 
 
 def choose_weights(score: Callable[[Fusion], float], grid: Sequence[Fusion]) -> tuple[Fusion, float]:

@@ -40,6 +40,24 @@ class TextEncoder(keras.layers.Layer):
             self.ff2 = keras.layers.Dense(self.word_dim)
         self.out = keras.layers.Dense(self.dim, name="text_projection")
 
+    def build(self, input_shape):
+        """Build every sublayer for tokens of ``input_shape`` (B, T): a loaded ``space.keras`` is then
+        complete before its weights are read (no "unbuilt state" warning)."""
+        batch, steps = input_shape[0], input_shape[1]
+        words = (batch, steps, self.word_dim)
+        self.embedding.build(input_shape)
+        if self.kind == "gru":
+            self.rnn.build(words)
+        elif self.kind == "transformer":
+            self.positions.build((steps,))
+            self.attention.build(words, words)
+            self.norm1.build(words)
+            self.norm2.build(words)
+            self.ff1.build(words)
+            self.ff2.build((batch, steps, self.word_dim * 2))
+        self.out.build((batch, self.word_dim))
+        self.built = True
+
     def call(self, tokens, training=False):
         mask = ops.not_equal(tokens, 0)
         x = self.embedding(tokens)
@@ -85,6 +103,17 @@ class ImageProjection(keras.layers.Layer):
         self.hidden = keras.layers.Dense(self.hidden_dim, activation="gelu")
         self.drop = keras.layers.Dropout(self.dropout)
         self.residual = keras.layers.Dense(self.dim)
+
+    def build(self, input_shape):
+        """Build every sublayer for grids of ``input_shape`` (B, G, C) (see :meth:`TextEncoder.build`)."""
+        batch, channels = input_shape[0], input_shape[-1]
+        if self.pooling == "attention":
+            self.score_hidden.build(input_shape)
+            self.score.build((*input_shape[:-1], 64))
+        for layer in (self.norm, self.linear, self.hidden):
+            layer.build((batch, channels))
+        self.residual.build((batch, self.hidden_dim))
+        self.built = True
 
     def call(self, grid, training=False):
         if self.pooling == "attention":

@@ -3,7 +3,9 @@
 A space directory (``MODEL/space/`` inside a captioner, or anywhere) holds ``manifest.json``
 (format ``gemcaption-space``, version 1, the :class:`~.config.SpaceConfig` and the feature
 channels), ``space.keras`` (the :class:`~.layers.DualEncoder`, loaded with ``safe_mode=True``),
-``vocabulary.json`` and ``history.json``, written atomically by :meth:`CaptionSpace.save`.
+``vocabulary.json`` and ``history.json``, written atomically by :meth:`CaptionSpace.save`. The
+manifest's config also holds the :class:`~.fusion.Fusion` weights chosen on the validation split
+(``fusion``; absent when none was chosen), which an index built with the space uses.
 Words the vocabulary does not know are dropped; a text with no known word embeds to zeros (its
 cosine with everything is 0), and :meth:`CaptionSpace.known_words` says how many it has.
 """
@@ -29,6 +31,7 @@ from ..persistence import (
 )
 from ..text import tokenize
 from .config import SpaceConfig
+from .fusion import Fusion
 
 FORMAT = "gemcaption-space"
 FORMAT_VERSION = 1
@@ -56,8 +59,17 @@ class CaptionSpace:
 
     kind = "caption_space"
 
-    def __init__(self, config: SpaceConfig, vocabulary: Vocabulary, model: Any, channels: int, history=None):
+    def __init__(
+        self,
+        config: SpaceConfig,
+        vocabulary: Vocabulary,
+        model: Any,
+        channels: int,
+        history=None,
+        fusion: Fusion | None = None,
+    ):
         self.config = config
+        self.fusion = fusion  # chosen on a validation split (gemcaption.space.fusion.choose_fusion), or None
         self.vocabulary = vocabulary
         self.model = model
         self.channels = int(channels)
@@ -80,13 +92,17 @@ class CaptionSpace:
         return True
 
     def get_config(self) -> dict:
-        """JSON-able settings: the kind, the space configuration, the vocabulary size and feature channels."""
-        return {
+        """JSON-able settings: the kind, the space configuration, the vocabulary size, feature channels
+        and the fusion weights chosen on validation (when there are)."""
+        config = {
             "kind": self.kind,
             "space": self.config.get_config(),
             "words": len(self.vocabulary),
             "channels": self.channels,
         }
+        if self.fusion is not None:
+            config["fusion"] = self.fusion.get_config()
+        return config
 
     # -- embedding ------------------------------------------------------------------------------
     def known_words(self, text: str) -> int:
@@ -125,7 +141,7 @@ class CaptionSpace:
         if grids.ndim != 3 or grids.shape[-1] != self.channels:
             raise ModelError(f"the space expects features with {self.channels} channels, got shape {grids.shape}")
         if self.config.image_pooling == "mean":
-            grids = grids.astype(np.float32).mean(axis=1, keepdims=True)
+            grids = np.asarray(grids, np.float32).mean(axis=1, keepdims=True)
         out = np.zeros((len(grids), self.dim), np.float32)
         for start in range(0, len(grids), batch_size):
             chunk = grids[start : start + batch_size].astype(np.float32)
@@ -154,12 +170,15 @@ class CaptionSpace:
         with reading(directory / "manifest.json"):
             space_config = SpaceConfig.from_config(config["space"])
             channels = int(config["channels"])
+            fusion = Fusion.from_config(config["fusion"]) if config.get("fusion") is not None else None
         with reading(directory / VOCABULARY_FILE):
             vocabulary = Vocabulary.load(directory / VOCABULARY_FILE)
         with reading(directory / MODEL_FILE):
             model = keras.saving.load_model(directory / MODEL_FILE, safe_mode=True, compile=False)
         history = read_json(directory / HISTORY_FILE)
-        return cls(space_config, vocabulary, model, channels, history)
+        if not isinstance(history, dict):
+            raise ModelError(f"damaged: {directory / HISTORY_FILE} (not a JSON object)")
+        return cls(space_config, vocabulary, model, channels, history, fusion)
 
     @classmethod
     def load(cls, directory: PathLike) -> CaptionSpace:

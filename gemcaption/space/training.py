@@ -20,7 +20,7 @@ import numpy as np
 
 from ..captioning.vocabulary import Vocabulary
 from ..errors import ConfigError, DatasetError
-from .config import SpaceConfig
+from .config import SpaceConfig, default_space_config
 from .space import CaptionSpace
 
 
@@ -98,7 +98,7 @@ def build_model(config: SpaceConfig, words: int, channels: int):
     text = TextEncoder(words, config.word_dim, config.dim, config.text_encoder, config.seq_len, config.dropout)
     image = ImageProjection(config.dim, config.hidden_dim, config.image_pooling, config.dropout)
     model = DualEncoder(text, image, config.temperature, config.learn_temperature)
-    model((np.ones((1, config.seq_len), np.int32), np.zeros((1, 1, channels), np.float32)))
+    model((np.ones((1, config.seq_len), np.int32), np.zeros((1, 2, channels), np.float32)))
     return model
 
 
@@ -117,14 +117,16 @@ def fit_space(
     ``dev_grids``/``dev_captions`` drive early stopping (without them every epoch is kept and the
     last weights are used). ``vocabulary`` defaults to one built from the training captions;
     ``word_vectors`` = (words, vectors) initialises the word embeddings (e.g. a caption decoder's).
+    ``config`` defaults to :func:`~.config.default_space_config` of the number of pairs.
     """
     import keras
     import tensorflow as tf
 
     from ..captioning.schedule import WarmupSchedule
 
-    config = SpaceConfig() if config is None else SpaceConfig.from_config(config)
     grids, captions = _check_pairs(train_grids, train_captions, "training split")
+    pairs = sum(len(caps) for caps in captions)
+    config = default_space_config(pairs) if config is None else SpaceConfig.from_config(config)
     has_dev = dev_grids is not None and dev_captions is not None and len(dev_captions) > 0
     if has_dev:
         dev_grids, dev_captions = _check_pairs(dev_grids, dev_captions, "dev split")
@@ -134,7 +136,7 @@ def fit_space(
         vocabulary = Vocabulary.build([c for caps in captions for c in caps], config.vocab_size, config.min_count)
     channels = grids.shape[-1]
     if config.image_pooling == "mean":
-        grids = grids.astype(np.float32).mean(axis=1, keepdims=True)
+        grids = np.asarray(grids, np.float32).mean(axis=1, keepdims=True)  # float32 input: no copy
     model = build_model(config, len(vocabulary), channels)
     space = CaptionSpace(config, vocabulary, model, channels)
     if word_vectors is not None:
@@ -201,13 +203,39 @@ def fit_space(
     return space
 
 
-SPACE_SUBDIRECTORY = "space"
+SPACE_SUBDIRECTORY = "space"  # where a captioner directory keeps its space
+
+
+def train_captioner_space(
+    captioner, grids, captions, dev_grids=None, dev_captions=None, config: SpaceConfig | dict | None = None, verbose=1
+) -> CaptionSpace:
+    """A space trained on ``captioner``'s feature grids of the training images and their captions,
+    early-stopped on the validation grids, with the fusion weights chosen there
+    (:func:`~.fusion.choose_fusion`, on the captioner's greedy captions of the validation images).
+    What :meth:`Captioner.fit` runs after the caption decoder."""
+    from .fusion import choose_fusion
+
+    has_dev = dev_grids is not None and dev_captions is not None and len(dev_captions) > 0
+    space = fit_space(
+        grids, captions, dev_grids if has_dev else None, dev_captions if has_dev else None, config, verbose=verbose
+    )
+    report: dict = {"chosen_on": None, "reason": "no validation split"}
+    if has_dev:
+        generated = captioner.caption_features(dev_grids)
+        space.fusion, report = choose_fusion(space.embed_texts, space.embed_images(dev_grids), generated, dev_captions)
+    space.history["fusion"] = {**report, "weights": space.fusion.get_config() if space.fusion else None}
+    if verbose:
+        chosen = (
+            f"fusion weights {space.fusion.get_config()}" if space.fusion else f"default fusion ({report['reason']})"
+        )
+        print(f"space: {chosen}", file=sys.stderr)
+    return space
 
 
 def fit_space_for_captioner(captioner, train, validation=None, config: SpaceConfig | dict | None = None, verbose=1):
-    """Train a space on the images of ``train`` (a Dataset with captions) with ``captioner``'s encoder
-    features (its feature cache: the CNN runs only for images never seen), early-stopping on
-    ``validation``. Save it inside the captioner's directory with ``space.save(model_dir / "space")``."""
+    """:func:`train_captioner_space` on the images of ``train`` (a Dataset or Samples with captions),
+    with ``captioner``'s encoder features from its feature cache (the CNN runs only for images never
+    seen), early-stopping on ``validation``."""
 
     def grids_and_captions(samples):
         samples = [s for s in samples if s.captions]
@@ -215,7 +243,9 @@ def fit_space_for_captioner(captioner, train, validation=None, config: SpaceConf
         return grids, [list(samples[i].captions) for i in kept]
 
     grids, captions = grids_and_captions(train)
+    if not captions:
+        raise DatasetError("the training data has no readable captioned images to train the space on")
     dev_grids, dev_captions = (
         grids_and_captions(validation) if validation is not None and len(validation) else (None, None)
     )
-    return fit_space(grids, captions, dev_grids, dev_captions, config=config, verbose=verbose)
+    return train_captioner_space(captioner, grids, captions, dev_grids, dev_captions, config, verbose)

@@ -37,7 +37,7 @@ def data(tmp_path_factory):
 def trained(request, data):
     train, val = data
     captioner = Captioner(request.param, **TINY)
-    captioner.fit(train, val, epochs=60, batch_size=8, learning_rate=1e-2, patience=60, verbose=0)
+    captioner.fit(train, val, epochs=60, batch_size=8, learning_rate=1e-2, patience=60, verbose=0, space=False)
     return captioner
 
 
@@ -80,7 +80,7 @@ def test_save_load_round_trip_gives_identical_captions(trained, data, tmp_path):
 def test_one_optimizer_step_per_batch_of_images(data):
     train, val = data  # 24 images with 2 captions each, batch 8 -> 3 steps an epoch
     captioner = Captioner("lstm", **TINY)
-    captioner.fit(train, val, epochs=2, batch_size=8, patience=5, verbose=0)
+    captioner.fit(train, val, epochs=2, batch_size=8, patience=5, verbose=0, space=False)
     assert int(captioner.decoder.optimizer.iterations) == 2 * 3
     assert len(captioner.history["loss"]) == 2
 
@@ -91,7 +91,7 @@ def test_same_seed_same_weights(data):
     weights = []
     for _ in range(2):
         captioner = Captioner("transformer", **TINY)
-        captioner.fit(train, val, epochs=2, batch_size=8, verbose=0)
+        captioner.fit(train, val, epochs=2, batch_size=8, verbose=0, space=False)
         weights.append(captioner.decoder.get_weights())
     for a, b in zip(*weights):
         np.testing.assert_array_equal(a, b)
@@ -100,7 +100,7 @@ def test_same_seed_same_weights(data):
 def test_early_stopping_restores_the_best_weights(data):
     train, val = data
     captioner = Captioner("transformer", **TINY)
-    history = captioner.fit(train, val, epochs=6, batch_size=8, learning_rate=0.3, patience=1, verbose=0)
+    history = captioner.fit(train, val, epochs=6, batch_size=8, learning_rate=0.3, patience=1, verbose=0, space=False)
     best = min(history["val_loss"])
     from gemcaption.captioning.training import caption_array
 
@@ -113,7 +113,7 @@ def test_early_stopping_restores_the_best_weights(data):
 def test_feature_cache_means_the_cnn_runs_once_per_image(data, monkeypatch, tmp_path):
     train, _ = data
     captioner = Captioner("lstm", **TINY)
-    captioner.fit(train[:8], train[8:12], epochs=1, batch_size=8, verbose=0)
+    captioner.fit(train[:8], train[8:12], epochs=1, batch_size=8, verbose=0, space=False)
     calls = []
     original = type(captioner.encoder).features
 
@@ -124,6 +124,9 @@ def test_feature_cache_means_the_cnn_runs_once_per_image(data, monkeypatch, tmp_
     monkeypatch.setattr(type(captioner.encoder), "features", counting)
     captioner.caption([s.image for s in train[:12]])  # all cached during fit
     assert calls == []
+    tiny_space = {"epochs": 1, "dim": 8, "word_dim": 8, "hidden_dim": 8, "min_count": 1}
+    captioner.fit_space(train[:8], train[8:12], config=tiny_space, verbose=0)  # the space reads the cache too
+    assert calls == [] and captioner.space.history["images"] == 8
     fresh = []
     for i in range(2):  # pixels never seen by this test session
         fresh.append(str(tmp_path / f"noise{i}.png"))
@@ -175,12 +178,17 @@ def test_fit_settings_are_a_training_config_with_keyword_overrides(data):
 
     train, val = data
     captioner = Captioner("lstm", **TINY)
-    captioner.fit(train[:8], val[:4], epochs=1, batch_size=8, verbose=0)
+    captioner.fit(train[:8], val[:4], epochs=1, batch_size=8, verbose=0, space=False)
     assert captioner.training_config == TrainingConfig(epochs=1, batch_size=8)
     captioner.fit(
-        train[:8], val[:4], config=TrainingConfig(epochs=1, batch_size=4, decay="constant"), patience=0, verbose=0
+        train[:8],
+        val[:4],
+        config=TrainingConfig(epochs=1, batch_size=4, decay="constant"),
+        patience=0,
+        verbose=0,
+        space=False,
     )
     assert captioner.training_config == TrainingConfig(epochs=1, batch_size=4, decay="constant", patience=0)
     assert int(captioner.decoder.optimizer.iterations) == 2  # 8 images in batches of 4
     with pytest.raises(ValueError, match="batch_size"):
-        captioner.fit(train[:8], val[:4], batch_size=0, verbose=0)
+        captioner.fit(train[:8], val[:4], batch_size=0, verbose=0, space=False)

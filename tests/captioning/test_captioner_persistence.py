@@ -77,7 +77,7 @@ def images(tmp_path_factory):
 @pytest.fixture(scope="module", params=["transformer", "lstm"])
 def captioner(request, images):
     captioner = Captioner(request.param, **TINY)
-    captioner.fit(images, images[::4], epochs=3, batch_size=8, learning_rate=1e-2, verbose=0)
+    captioner.fit(images, images[::4], epochs=3, batch_size=8, learning_rate=1e-2, verbose=0, space=False)
     return captioner
 
 

@@ -119,7 +119,11 @@ def test_fit_space_for_captioner_uses_its_features_and_saves_inside_the_model(tm
     class EncodingCaptioner(FakeCaptioner):
         def encode(self, images, progress=False):
             self.encoded = len(images)
+            self.images = list(images)
             return self.image_features(images)[:, None, :], list(range(len(images)))
+
+        def caption_features(self, grids, sampler=None):  # the validation images: the last ones encoded
+            return self.caption(self.images)
 
     rows = write_shapes(tmp_path / "images", per_kind=1)
     data = Dataset([Sample(path, tuple(caps), label) for path, caps, label in rows])
@@ -127,5 +131,59 @@ def test_fit_space_for_captioner_uses_its_features_and_saves_inside_the_model(tm
     space = fit_space_for_captioner(captioner, data, data, SpaceConfig(epochs=2, **TINY), verbose=0)
     assert captioner.encoded == len(rows) and space.channels == 6
     assert len(space.history["dev_r1"]) == 2
+    assert space.history["fusion"]["chosen_on"] == "validation" and space.fusion is not None
     saved = space.save(tmp_path / "model" / SPACE_SUBDIRECTORY)
     assert CaptionSpace.load(saved).embed_texts(["a red square"]).shape == (1, 16)
+
+
+def test_captioner_directory_keeps_the_space_atomically_and_loads_it_without_warnings(trained, tmp_path):
+    import json
+    import warnings
+
+    from gemcaption.captioning.captioner import Captioner
+    from gemcaption.captioning.decoders import build_decoder
+    from gemcaption.captioning.vocabulary import Vocabulary
+    from gemcaption.space.fusion import Fusion
+
+    space, grids, _ = trained
+    space.fusion = Fusion(1.0, 0.25, 0.5, 0.25)
+    captioner = Captioner("lstm", image_size=32, weights=None, embed_dim=8, ff_dim=8, seq_len=5)
+    captioner.vocabulary = Vocabulary(["red", "square"])
+    captioner.decoder = build_decoder(
+        "lstm", vocab_size=len(captioner.vocabulary), **captioner.config.decoder.hyper_parameters()
+    )
+    captioner.decoder((np.zeros((1, 1, 1280), "float32"), np.zeros((1, 1, 5), "int32")))
+    captioner.space = space
+    target = captioner.save(tmp_path / "model")
+    files = json.loads((target / "manifest.json").read_text())["files"]
+    assert {"space/manifest.json", "space/space.keras", "space/vocabulary.json", "space/history.json"} <= set(files)
+    captioner.save(target)  # saved again over itself: the space is still there
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no Keras "unbuilt state" warning
+        loaded = Captioner.load(target)
+    np.testing.assert_array_equal(loaded.space.embed_texts(["a red square"]), space.embed_texts(["a red square"]))
+    np.testing.assert_array_equal(loaded.space.embed_images(grids), space.embed_images(grids))
+    assert loaded.space.fusion == space.fusion
+    from gemcaption.retrieval.embedders import default_embedder
+
+    assert default_embedder(loaded).fusion == space.fusion  # what a Retriever given no embedder uses
+    assert default_embedder(None, target).kind == "caption_space"  # from the directory, no decoder loaded
+    assert default_embedder(None, tmp_path).kind == "tfidf_svd"
+    (target / "space" / "space.keras").write_bytes(b"damaged")
+    with pytest.raises(ModelError, match="damaged"):
+        Captioner.load(target)
+
+
+def test_choose_fusion_uses_held_out_captions_and_needs_enough_images(trained):
+    from gemcaption.space.fusion import MIN_IMAGES, choose_fusion
+
+    space, grids, captions = trained
+    four = [caps * 2 for caps in captions]  # 4 captions: 2 in the gallery, 2 queries per image
+    fusion, report = choose_fusion(space.embed_texts, space.embed_images(grids), [c[0] for c in captions], four)
+    assert fusion is not None and fusion.image == 1.0
+    assert report["images"] == len(grids) and report["queries"] == 2 * len(grids)
+    assert 0 < report["t2i_r1_r5_r10_sum"] <= 3 and 0 < report["i2t_map"] <= 1
+    assert fusion.reference > 0  # the gallery's half holds the very captions queried: they must help
+    few = [caps if i < MIN_IMAGES - 1 else caps[:1] for i, caps in enumerate(captions)]
+    fusion, report = choose_fusion(space.embed_texts, space.embed_images(grids), [c[0] for c in captions], few)
+    assert fusion is None and report["chosen_on"] is None
