@@ -63,6 +63,7 @@ class FakeCaptioner:
         from gemcaption.data.images import load_image
 
         self.calls += 1
+        self.last_options = {"beam_width": beam_width, **kwargs}
         out = []
         for source in images:
             try:

@@ -100,7 +100,7 @@ def register(subparsers):
         "(--split val: the images it held out)",
     )
     p.add_argument("--allow-outside", action="store_true", help="accept image paths outside the manifest's folder")
-    p.add_argument("--beam", type=whole(1), default=1, metavar="N", help="beam width (1 = greedy search)")
+    add_sampler_options(p)  # --beam, --length-penalty, --min-length, --max-length: how the split is captioned
     add_limit_option(p, "the split", "with 0")
     p.add_argument("--json", action="store_true", help="print one JSON object of figures")
     p.set_defaults(func=evaluate)
@@ -393,9 +393,10 @@ def evaluate(args) -> int:
     from ..evaluation.protocols import evaluate_split, format_report
     from .evaluation_split import split_to_evaluate
 
+    sampler = sampler_from_args(args)  # a bad value fails before any data or model is read
     dataset = load_dataset(args.data, allow_outside=args.allow_outside)
     dataset = split_to_evaluate(dataset, args.split, args.model, args.limit, data=args.data)  # before the model loads
     captioner = _load_captioner(args.model)
-    figures = evaluate_split(captioner, dataset, split=args.split, beam_width=args.beam, progress=not args.quiet)
+    figures = evaluate_split(captioner, dataset, split=args.split, sampler=sampler, progress=not args.quiet)
     print(json.dumps(figures, indent=1) if args.json else format_report(figures))
     return 0

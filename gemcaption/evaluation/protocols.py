@@ -101,12 +101,19 @@ def evaluate_split(
     beam_width: int = 1,
     embedder: Any = None,
     progress: bool = True,
+    sampler: Any = None,
 ) -> dict:
-    """Captioning and retrieval figures of ``captioner`` on ``dataset.split(split)`` (module doc)."""
+    """Captioning and retrieval figures of ``captioner`` on ``dataset.split(split)`` (module doc).
+
+    ``sampler`` (a :mod:`gemcaption.captioning.samplers` object or spec) overrides ``beam_width``."""
     if split not in set(dataset.splits):
         raise DatasetError(f"dataset {dataset.name!r} has no split {split!r} (splits: {sorted(dataset.splits)})")
     part = dataset.split(split)
-    captions = captioner.caption(part.images, beam_width=beam_width, progress=progress)
+    if sampler is None:
+        captions = captioner.caption(part.images, beam_width=beam_width, progress=progress)
+    else:
+        captions = captioner.caption(part.images, sampler=sampler, progress=progress)
+        beam_width = int(getattr(sampler, "width", 1))  # greedy: 1
     kept = [i for i, text in enumerate(captions) if text is not None]
     if not kept:
         raise DatasetError(f"none of the {len(part)} images of split {split!r} could be read")

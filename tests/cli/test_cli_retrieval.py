@@ -153,6 +153,27 @@ def test_evaluate_json_has_every_figure_and_chance_levels(tmp_path, capsys, monk
     assert "(chance 0.2500)" in capsys.readouterr().out
 
 
+def test_evaluate_takes_the_generation_controls(tmp_path, capsys, monkeypatch):
+    import gemcaption.captioning.captioner
+    from gemcaption.captioning.samplers import BeamSampler
+
+    loaded = []
+
+    def load(path, **kwargs):
+        loaded.append(FakeCaptioner.load(path))
+        return loaded[-1]
+
+    monkeypatch.setattr(gemcaption.captioning.captioner.Captioner, "load", load)
+    FakeCaptioner().save(tmp_path / "model")
+    spec = write_manifest(tmp_path)
+    argv = ["-q", "evaluate", "--model", str(tmp_path / "model"), "--data", spec, "--json"]
+    assert main([*argv, "--beam", "2", "--min-length", "3", "--max-length", "9", "--length-penalty", "0"]) == 0
+    sampler = loaded[-1].last_options["sampler"]
+    assert isinstance(sampler, BeamSampler) and (sampler.width, sampler.min_length, sampler.max_length) == (2, 3, 9)
+    assert json.loads(capsys.readouterr().out)["beam_width"] == 2
+    assert main([*argv, "--min-length", "0"]) == 2 and len(loaded) == 1  # refused before the model loads
+
+
 def test_index_build_from_a_dataset_split(tmp_path, monkeypatch):
     import gemcaption.captioning.captioner
 
