@@ -161,8 +161,12 @@ class CaptionerConfig(_Config):
 @dataclass(frozen=True)
 class TrainingConfig(_Config):
     """How :meth:`Captioner.fit` trains: the seed's recipe (Adam, linear warm-up over
-    ``warmup_fraction`` of the steps, then ``decay``; early stopping after ``patience`` epochs
-    without a better validation loss). ``max_captions`` caps the captions used per image."""
+    ``warmup_fraction`` of the steps to the peak ``learning_rate``, then ``decay``; early stopping
+    after ``patience`` epochs without a better validation loss). ``max_captions`` caps the captions
+    used per image. Regularisation: ``label_smoothing`` spreads that share of each training
+    target's probability evenly over the vocabulary (validation loss stays plain cross-entropy, so
+    it compares across settings); ``weight_decay`` > 0 uses AdamW with that decoupled decay
+    (biases, norms and embeddings are not decayed). Dropout is the decoder's (``DecoderConfig``)."""
 
     epochs: int = 10
     batch_size: int = 64
@@ -172,6 +176,8 @@ class TrainingConfig(_Config):
     patience: int = 3
     augment: bool = False
     max_captions: int | None = None
+    label_smoothing: float = 0.0
+    weight_decay: float = 0.0
 
     def __post_init__(self) -> None:
         self._set("epochs", _integer("TrainingConfig", "epochs", self.epochs, 1))
@@ -185,6 +191,8 @@ class TrainingConfig(_Config):
             raise ConfigError(f"TrainingConfig.augment must be true or false, got {self.augment!r}")
         if self.max_captions is not None:
             self._set("max_captions", _integer("TrainingConfig", "max_captions", self.max_captions, 1))
+        self._set("label_smoothing", _number("TrainingConfig", "label_smoothing", self.label_smoothing, 0.0, 0.5))
+        self._set("weight_decay", _number("TrainingConfig", "weight_decay", self.weight_decay, 0.0, 1.0))
 
 
 def default(config_class: type[_Config], name: str) -> Any:

@@ -1,4 +1,4 @@
-"""Training pieces: caption arrays, masked loss and accuracy, callbacks, history plot."""
+"""Training pieces: caption arrays, masked loss and accuracy, the optimizer, callbacks, history plot."""
 
 from __future__ import annotations
 
@@ -40,6 +40,19 @@ def masked_accuracy(y_true, y_pred):
     mask = ops.cast(ops.not_equal(y_true, 0), "float32")
     hit = ops.cast(ops.equal(ops.cast(ops.argmax(y_pred, axis=-1), "int32"), y_true), "float32")
     return ops.sum(hit * mask) / ops.maximum(ops.sum(mask), 1.0)
+
+
+NOT_DECAYED = ("bias", "gamma", "beta", "embeddings")  # variable names AdamW leaves alone
+
+
+def build_optimizer(learning_rate, weight_decay: float = 0.0):
+    """Adam with ``learning_rate`` (a number or schedule); AdamW with decoupled ``weight_decay``
+    when it is > 0, not applied to biases, normalisation scales and offsets or embeddings."""
+    if weight_decay <= 0:
+        return keras.optimizers.Adam(learning_rate)
+    optimizer = keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay)
+    optimizer.exclude_from_weight_decay(var_names=list(NOT_DECAYED))
+    return optimizer
 
 
 CHECKPOINT_FILE = "checkpoint.weights.h5"  # what `gemcaption train` keeps in --out while it trains

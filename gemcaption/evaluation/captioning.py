@@ -1,15 +1,22 @@
-"""Caption metrics: corpus BLEU-1..4, TF-IDF cosine (per image and per text pair), and METEOR when
-WordNet is installed locally.
+"""Caption metrics: corpus BLEU-1..4, CIDEr-D, TF-IDF cosine (per image and per text pair), and
+METEOR when WordNet is installed locally.
 
-Every caption is tokenised with :func:`gemcaption.text.tokenize` (lower case, punctuation dropped,
-accents kept), so no nltk data is downloaded. BLEU is nltk's ``corpus_bleu`` without smoothing, the
-usual convention for published corpus-level figures: if a hypothesis corpus has no matching n-gram of
-some order, BLEU at that order and above is 0.
+Every caption is tokenised with :func:`gemcaption.text.tokenize` (NFC, lower case, words are runs of
+letters and digits with inner apostrophes, all other punctuation dropped, accents kept), so no nltk
+data is downloaded. The COCO toolkit tokenises with the Stanford PTB tokenizer (Java) and then drops
+punctuation; on plain English captions both give the same words, except that PTB splits
+contractions ("dog's" -> "dog 's") where this keeps them whole.
+
+BLEU is nltk's ``corpus_bleu`` without smoothing, the usual convention for published corpus-level
+figures: if a hypothesis corpus has no matching n-gram of some order, BLEU at that order and above is 0.
+CIDEr-D (Vedantam et al. 2015, as in the COCO caption toolkit) is implemented here, see :func:`cider_d`.
 """
 
 from __future__ import annotations
 
+import math
 import warnings
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -59,6 +66,59 @@ def bleu(references: Sequence[Sequence[str]], hypotheses: Sequence[str]) -> dict
             else:
                 out[f"bleu{n}"] = float(corpus_bleu(refs, hyps, weights=weights))
     return out
+
+
+def _ngram_counts(words: list[str], max_n: int) -> Counter:
+    """Counts of every 1..max_n-gram of ``words`` (as tuples)."""
+    return Counter(tuple(words[i : i + n]) for n in range(1, max_n + 1) for i in range(len(words) - n + 1))
+
+
+def _tfidf_vector(counts: Counter, document_frequency: Counter, log_images: float, max_n: int):
+    """Per n-gram order: the TF-IDF weights ``{ngram: tf * (log N - log max(1, df))}`` and their norm;
+    and the caption's length, counted as its bigrams (the COCO toolkit's convention)."""
+    weights: list[dict] = [{} for _ in range(max_n)]
+    for gram, tf in counts.items():
+        weights[len(gram) - 1][gram] = tf * (log_images - math.log(max(1.0, document_frequency[gram])))
+    norms = [math.sqrt(sum(w * w for w in order.values())) for order in weights]
+    length = sum(tf for gram, tf in counts.items() if len(gram) == 2)
+    return weights, norms, length
+
+
+def cider_d(references: Sequence[Sequence[str]], hypotheses: Sequence[str], max_n: int = 4, sigma: float = 6.0) -> dict:
+    """Corpus CIDEr-D (Vedantam et al. 2015, the variant of the COCO caption toolkit) and per image.
+
+    For each n = 1..``max_n``, a caption is a vector of n-gram TF-IDF weights: term frequency times
+    ``log(N) - log(max(1, df))``, where N is the number of images and df the number of images whose
+    references contain the n-gram (the IDF comes from the references being scored). The hypothesis'
+    weights are clipped to the reference's (``min(h, r) * r``, so repeating a word earns nothing),
+    the dot product divided by both norms and multiplied by the Gaussian length penalty
+    ``exp(-(len_h - len_r)^2 / (2 sigma^2))`` (lengths counted as bigrams). An image's score is the
+    mean over n and over its references, times 10; the corpus score (``cider_d``) is the mean over
+    images (``cider_d_per_image``). The IDF depends on the set of images scored, so compare
+    CIDEr-D figures only over the same references.
+    """
+    _check_inputs(references, hypotheses)
+    refs = [[_ngram_counts(tokenize(r), max_n) for r in group] for group in references]
+    hyps = [_ngram_counts(tokenize(h), max_n) for h in hypotheses]
+    document_frequency: Counter = Counter()
+    for group in refs:
+        document_frequency.update(set().union(*group))
+    log_images = math.log(float(len(refs)))
+    per_image = []
+    for hyp, group in zip(hyps, refs):
+        h_weights, h_norms, h_len = _tfidf_vector(hyp, document_frequency, log_images, max_n)
+        total = 0.0
+        for ref in group:
+            r_weights, r_norms, r_len = _tfidf_vector(ref, document_frequency, log_images, max_n)
+            penalty = math.exp(-((h_len - r_len) ** 2) / (2 * sigma**2))
+            for n in range(max_n):
+                if h_norms[n] == 0 or r_norms[n] == 0:
+                    continue
+                r_n = r_weights[n]
+                dot = sum(min(w, r_n[g]) * r_n[g] for g, w in h_weights[n].items() if g in r_n)
+                total += penalty * dot / (h_norms[n] * r_norms[n])
+        per_image.append(10.0 * total / (max_n * len(group)))
+    return {"cider_d": float(np.mean(per_image)), "cider_d_per_image": per_image}
 
 
 def _fitted_tfidf(texts: Sequence[str]):
@@ -163,8 +223,9 @@ def meteor(
 
 
 def caption_metrics(references: Sequence[Sequence[str]], hypotheses: Sequence[str]) -> dict:
-    """BLEU-1..4, TF-IDF cosine (best and mean over references), METEOR (or None) and its note."""
+    """BLEU-1..4, CIDEr-D, TF-IDF cosine (best and mean over references), METEOR (or None) and its note."""
     out = {**bleu(references, hypotheses), **tfidf_cosine(references, hypotheses)}
+    out["cider_d"] = cider_d(references, hypotheses)["cider_d"]
     out["meteor"], out["meteor_note"] = meteor(references, hypotheses)
     out["n_images"] = len(hypotheses)
     return out

@@ -28,7 +28,10 @@ ALL = [
         patience=0,
         augment=True,
         max_captions=3,
+        label_smoothing=0.1,
+        weight_decay=0.05,
     ),
+    DecoderConfig("attention_lstm", embed_dim=16, dropout=0.3),
 ]
 
 
@@ -61,6 +64,8 @@ def test_the_defaults_are_lite0_at_224_offline_and_the_seeds_decoder_and_schedul
         "patience": 3,
         "augment": False,
         "max_captions": None,
+        "label_smoothing": 0.0,
+        "weight_decay": 0.0,
     }
     assert default(TrainingConfig, "epochs") == 10 and default(CaptionerConfig, "encoder") == EncoderConfig()
 
@@ -69,6 +74,7 @@ def test_names_are_normalised_through_the_registries():
     assert EncoderConfig("EfficientNet-Lite0").name == "efficientnet_lite0"
     assert EncoderConfig("b0").name == "efficientnetb0"
     assert DecoderConfig("LSTM").kind == "lstm"
+    assert DecoderConfig("Attention-LSTM").kind == "attention_lstm"
     assert EncoderConfig(weights="None").weights is None and EncoderConfig(weights="ImageNet").weights == "imagenet"
     with pytest.raises(UnknownNameError, match="efficientnet_lite0") as info:
         EncoderConfig("resnet50")
@@ -95,6 +101,10 @@ def test_names_are_normalised_through_the_registries():
         (lambda: TrainingConfig(decay="linear"), "decay"),
         (lambda: TrainingConfig(max_captions=0), "max_captions"),
         (lambda: TrainingConfig(augment="yes"), "augment"),
+        (lambda: TrainingConfig(label_smoothing=0.6), "label_smoothing"),
+        (lambda: TrainingConfig(label_smoothing=-0.1), "label_smoothing"),
+        (lambda: TrainingConfig(weight_decay=-1e-4), "weight_decay"),
+        (lambda: TrainingConfig(weight_decay="0.1"), "weight_decay"),
     ],
 )
 def test_bad_values_are_one_config_error_naming_the_setting(build, message):

@@ -96,3 +96,99 @@ def test_packed_training_loss_and_gradients_equal_the_masked_full_loss(name, bat
     assert float(accuracy) == pytest.approx(float(masked_accuracy(targets, decoder(inputs))), abs=1e-6)
     for a, b in zip(expected, got):
         np.testing.assert_allclose(np.asarray(tf.convert_to_tensor(a)), np.asarray(tf.convert_to_tensor(b)), atol=1e-6)
+
+
+def test_label_smoothing_changes_only_the_training_loss(batch):
+    features, tokens = batch
+    inputs, targets = (features, tokens[:, :, :-1]), tokens[:, :, 1:]
+    decoder = make("transformer")
+    plain, _, _ = decoder.packed_loss(inputs, targets, training=True)
+    decoder.label_smoothing = 0.2
+    smoothed, _, _ = decoder.packed_loss(inputs, targets, training=True)
+    validation, _, _ = decoder.packed_loss(inputs, targets, training=False)
+    logits = np.asarray(decoder(inputs)).reshape(-1, VOCAB)
+    logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    flat = targets.reshape(-1)
+    ce = -np.mean(logp[np.arange(len(flat)), flat])
+    # cross-entropy against 0.8 * one-hot + 0.2 / VOCAB, computed by hand
+    expected = np.mean(-(0.8 * logp[np.arange(len(flat)), flat] + 0.2 * logp.mean(axis=1)))
+    assert float(plain) == pytest.approx(ce, rel=1e-5)
+    assert float(validation) == pytest.approx(ce, rel=1e-5)
+    assert float(smoothed) == pytest.approx(expected, rel=1e-5)
+
+
+def test_weight_decay_uses_adamw_and_leaves_biases_norms_and_embeddings_alone(batch):
+    import keras
+
+    from gemcaption.captioning.training import build_optimizer
+
+    assert type(build_optimizer(1e-3)) is keras.optimizers.Adam
+    decoder = make("attention_lstm")
+    decoder(batch)
+    optimizer = build_optimizer(0.1, weight_decay=0.5)
+    assert isinstance(optimizer, keras.optimizers.AdamW)
+    before = {v.path: np.asarray(v).copy() for v in decoder.trainable_variables}
+    # zero gradients: Adam moves nothing, so every change is the decoupled weight decay
+    optimizer.apply([ops.zeros_like(v) for v in decoder.trainable_variables], decoder.trainable_variables)
+    for v in decoder.trainable_variables:
+        moved = not np.allclose(np.asarray(v), before[v.path])
+        exempt = any(word in v.name for word in ("bias", "gamma", "beta", "embeddings"))
+        assert moved != exempt, v.path
+
+
+def test_attention_lstm_keras_save_load_round_trip(batch, tmp_path):
+    import keras
+
+    features, tokens = batch
+    decoder = make("attention_lstm")
+    expected = np.asarray(decoder((features, tokens)))
+    path = tmp_path / "decoder.keras"
+    decoder.save(path)
+    loaded = keras.saving.load_model(path, compile=False, safe_mode=True)
+    assert type(loaded).__name__ == "AttentionLSTMDecoder"
+    assert loaded.get_config() == decoder.get_config()
+    np.testing.assert_allclose(np.asarray(loaded((features, tokens))), expected, atol=1e-6)
+
+
+def test_attention_lstm_attends_over_the_set_of_grid_cells(batch):
+    features, tokens = batch
+    decoder = make("attention_lstm")
+    a = np.asarray(decoder((features, tokens)))
+    # soft attention and the mean are order-free: reordering the cells changes nothing...
+    np.testing.assert_allclose(np.asarray(decoder((features[:, ::-1].copy(), tokens))), a, atol=1e-5)
+    # ...while the content of a single cell does change the logits
+    changed = features.copy()
+    changed[:, 0] = np.random.default_rng(5).normal(size=changed[:, 0].shape)
+    assert not np.allclose(np.asarray(decoder((changed, tokens))), a, atol=1e-4)
+
+
+@pytest.mark.slow  # ~40 s idle, minutes on a loaded machine: two compiled searches and a fit
+def test_captioner_with_attention_lstm_trains_with_regularisation_and_round_trips(tmp_path):
+    from fakes import write_shapes
+
+    from gemcaption.captioning.captioner import Captioner
+    from gemcaption.captioning.config import TrainingConfig
+    from gemcaption.data.loaders import Sample
+
+    rows = write_shapes(tmp_path / "shapes", per_kind=2)
+    samples = [Sample(image=p, captions=tuple(c), label=label, split="train") for p, c, label in rows]
+    captioner = Captioner(
+        "attention_lstm",
+        encoder="efficientnet_lite0",
+        image_size=32,
+        weights=None,
+        embed_dim=16,
+        ff_dim=16,
+        seq_len=8,
+        dropout=0.0,
+        seed=3,
+        feature_cache=False,
+    )
+    settings = TrainingConfig(epochs=2, batch_size=4, learning_rate=1e-2, label_smoothing=0.1, weight_decay=0.01)
+    history = captioner.fit(samples, samples[::3], config=settings, verbose=0)
+    assert captioner.training_config == settings and len(history["loss"]) == 2
+    paths = [s.image for s in samples]
+    loaded = Captioner.load(captioner.save(tmp_path / "model"), feature_cache=False)
+    assert loaded.decoder_name == "attention_lstm"
+    assert loaded.caption(paths) == captioner.caption(paths)
+    assert loaded.caption(paths, beam_width=2) == captioner.caption(paths, beam_width=2)

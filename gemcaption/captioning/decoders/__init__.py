@@ -22,8 +22,9 @@ from ...registry import Registry
 DECODERS: Registry[Any] = Registry("decoder")
 DECODERS.register("transformer", "gemcaption.captioning.decoders.transformer:TransformerDecoder")
 DECODERS.register("lstm", "gemcaption.captioning.decoders.lstm:LSTMDecoder")
+DECODERS.register("attention_lstm", "gemcaption.captioning.decoders.attention_lstm:AttentionLSTMDecoder")
 
-# DecoderConfig fields that only some decoders use (the LSTM has no attention heads or layers).
+# DecoderConfig fields that only some decoders use (the LSTMs have no attention heads or layers).
 OPTIONAL_SETTINGS = ("num_heads", "num_layers")
 
 
@@ -33,7 +34,7 @@ def decoder_class(name: str):
 
 
 def build_decoder(name: str, **config):
-    """A decoder by name (``transformer`` or ``lstm``) with the given hyper-parameters; settings
+    """A decoder by name (``transformer``, ``lstm`` or ``attention_lstm``) with the given hyper-parameters; settings
     in :data:`OPTIONAL_SETTINGS` that the decoder does not take are left out."""
     cls = decoder_class(name)
     accepted = inspect.signature(cls.__init__).parameters

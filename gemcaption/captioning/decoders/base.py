@@ -18,6 +18,8 @@ class CaptionDecoder(keras.Model):
         super().__init__(**kwargs)
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.accuracy_tracker = keras.metrics.Mean(name="masked_accuracy")
+        # a training setting, not part of the model (not in get_config): set before compile()
+        self.label_smoothing = 0.0
 
     def hidden_states(self, inputs, training=False):
         """``(features (B, G, C), tokens (B, K, T))`` -> (B*K, T, dim), before the output layer."""
@@ -37,12 +39,19 @@ class CaptionDecoder(keras.Model):
         return ops.reshape(logits, (b, k, t, self.vocab_size))
 
     def packed_loss(self, inputs, targets, training=False):
-        """Mean cross-entropy and token accuracy over the non-padding targets, and their count."""
+        """Mean cross-entropy and token accuracy over the non-padding targets, and their count.
+
+        With ``training=True`` and ``label_smoothing`` = e > 0 the loss is the cross-entropy
+        against (1 - e) * one-hot + e / vocab (Szegedy et al. 2016): (1 - e) * CE + e * mean over
+        the vocabulary of -log p. Validation (``training=False``) always reports plain CE."""
         targets = ops.reshape(ops.cast(targets, "int32"), (-1,))
         keep = ops.where(ops.not_equal(targets, 0))[0]
         targets = ops.take(targets, keep)
         logits = self.output_dense(self.packed_hidden_states(inputs, keep, training=training))
         loss = ops.mean(ops.sparse_categorical_crossentropy(targets, logits, from_logits=True))
+        if training and self.label_smoothing > 0:
+            uniform = -ops.mean(ops.mean(ops.log_softmax(logits, axis=-1), axis=-1))
+            loss = (1.0 - self.label_smoothing) * loss + self.label_smoothing * uniform
         hits = ops.cast(ops.equal(ops.cast(ops.argmax(logits, axis=-1), "int32"), targets), "float32")
         return loss, ops.mean(hits), ops.shape(targets)[0]
 
