@@ -2,7 +2,9 @@
 
 Covers an upload (with its spinner), a text search, "show more", the label filter, Back, the
 full-size view (keyboard only), a shared link and a query of unknown words, and saves a screenshot
-of each state to docs/images/web-*.png (shown in docs/web.md).
+of each state as web-<state>.png: into the folder ``$GEMCAPTION_SCREENSHOTS`` names (the committed
+ones in docs/images/, shown in docs/web.md, are made with ``GEMCAPTION_SCREENSHOTS=docs/images``),
+else into a temporary folder, so a test run leaves the source tree unchanged.
 
 Needs Debian's ``chromium`` and ``chromium-driver`` packages and ``selenium`` (test-only). Without
 them the test is skipped locally; when the ``CI`` environment variable is set it fails instead.
@@ -10,6 +12,7 @@ them the test is skipped locally; when the ``CI`` environment variable is set it
 
 import os
 import shutil
+import tempfile
 import threading
 from pathlib import Path
 
@@ -21,7 +24,12 @@ COLOURS = {"red": (210, 25, 40), "blue": (25, 60, 210), "green": (25, 170, 70)}
 STONES = {"red": "ruby", "blue": "sapphire", "green": "emerald"}
 CUTS = ("round", "square", "oval", "pear", "marquise")
 PER_PAGE = 4
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "images"
+SCREENSHOTS_VARIABLE = "GEMCAPTION_SCREENSHOTS"
+
+
+def _screenshot_folder() -> Path:
+    chosen = os.environ.get(SCREENSHOTS_VARIABLE)
+    return Path(chosen) if chosen else Path(tempfile.gettempdir()) / "gemcaption-web-screenshots"
 
 
 def _require(what: str, available: bool):
@@ -143,11 +151,13 @@ def browser(tmp_path):
 
 
 def _screenshot(driver, name: str) -> None:
-    """Save the page as docs/images/web-<name>.png (written beside, then renamed into place)."""
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    staged = SCREENSHOTS / f".web-{name}.tmp.png"
+    """Save the page as web-<name>.png in :func:`_screenshot_folder` (written beside, then renamed)."""
+    folder = _screenshot_folder()
+    folder.mkdir(parents=True, exist_ok=True)
+    staged = folder / f".web-{name}.tmp.png"
     assert driver.save_screenshot(str(staged))
-    os.replace(staged, SCREENSHOTS / f"web-{name}.png")
+    os.replace(staged, folder / f"web-{name}.png")
+    assert Image.open(folder / f"web-{name}.png").size[0] > 0
 
 
 def _cards(driver):
