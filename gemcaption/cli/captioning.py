@@ -141,6 +141,19 @@ def register(subparsers):
     p.add_argument("--embed-dim", type=whole(1), default=decoder.embed_dim, help="token and image embedding size")
     p.add_argument("--ff-dim", type=whole(1), default=decoder.ff_dim, help="feed-forward (LSTM: state) size")
     p.add_argument("--patience", type=whole(0), default=training.patience, help="early-stopping patience in epochs")
+    p.add_argument("--dropout", type=real(0.0, 0.95), default=decoder.dropout, help="decoder dropout rate")
+    p.add_argument(
+        "--label-smoothing",
+        type=real(0.0, 0.5),
+        default=training.label_smoothing,
+        help="share of each training target spread over the vocabulary (dev loss stays plain cross-entropy)",
+    )
+    p.add_argument(
+        "--weight-decay",
+        type=real(0.0, 1.0),
+        default=training.weight_decay,
+        help="decoupled weight decay (AdamW) when > 0; biases, norms and embeddings are not decayed",
+    )
     p.add_argument(
         "--augment", action="store_true", help="random flips/rotation/zoom (bypasses the feature cache: slow)"
     )
@@ -226,7 +239,9 @@ def train(args) -> int:
     from ..data.split_record import save_training_split
     from ..data.splits import limit_dataset
 
-    decoder = DecoderConfig(kind=args.decoder, embed_dim=args.embed_dim, ff_dim=args.ff_dim)  # bad values: exit 2
+    decoder = DecoderConfig(  # bad values: exit 2
+        kind=args.decoder, embed_dim=args.embed_dim, ff_dim=args.ff_dim, dropout=args.dropout
+    )
     training = TrainingConfig(
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -235,6 +250,8 @@ def train(args) -> int:
         decay=args.decay,
         patience=args.patience,
         augment=args.augment,
+        label_smoothing=args.label_smoothing,
+        weight_decay=args.weight_decay,
     )
     out = check_replaceable(args.out)  # refused now rather than after training
     dataset = limit_dataset(load_dataset(args.data, allow_outside=args.allow_outside), args.limit, args.seed)

@@ -217,12 +217,38 @@ def test_train_defaults_and_choices_come_from_the_configs_and_registries(capsys)
 
 @pytest.mark.parametrize(
     "option, message",
-    [(["--epochs", "0"], "--epochs"), (["--decay", "step"], "--decay"), (["--embed-dim", "0"], "--embed-dim")],
+    [
+        (["--epochs", "0"], "--epochs"),
+        (["--decay", "step"], "--decay"),
+        (["--embed-dim", "0"], "--embed-dim"),
+        (["--dropout", "1"], "--dropout"),
+        (["--label-smoothing", "0.6"], "--label-smoothing"),
+        (["--weight-decay", "-0.1"], "--weight-decay"),
+    ],
 )
 def test_bad_training_settings_are_one_line_before_any_data_is_read(option, message, capsys):
     assert main(["train", "--data", "csv:/nonexistent/captions.csv", "--out", "x", *option]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err and "nonexistent" not in err
+
+
+def test_train_regularisation_options_reach_the_fit(catalogue, tmp_path, capsys, monkeypatch):
+    from gemcaption.captioning.captioner import Captioner
+    from gemcaption.errors import GemcaptionError
+
+    seen = {}
+
+    def fit(self, train, validation=None, config=None, **kwargs):
+        seen.update(training=config, decoder=self.config.decoder)
+        raise GemcaptionError("stopped before training")
+
+    monkeypatch.setattr(Captioner, "fit", fit)
+    options = ["--dropout", "0.3", "--label-smoothing", "0.1", "--weight-decay", "0.05", "--weights", "none"]
+    data = f"csv:{catalogue / 'captions.csv'}"
+    assert main(["-q", "train", "--data", data, "--out", str(tmp_path / "m"), *options]) == 2
+    assert "stopped before training" in capsys.readouterr().err
+    assert seen["decoder"].dropout == 0.3
+    assert (seen["training"].label_smoothing, seen["training"].weight_decay) == (0.1, 0.05)
 
 
 def test_train_refuses_an_out_directory_it_would_destroy_before_reading_data(tmp_path, capsys):
