@@ -90,3 +90,17 @@ class FakeCaptioner:
         if not (Path(directory) / "config.json").is_file():
             raise ModelError(f"{directory}: no model")
         return cls()
+
+
+# A captioner small enough to train in seconds on 64 px drawn images (Captioner(kind, **TINY_CAPTIONER)).
+TINY_CAPTIONER = dict(
+    encoder="efficientnet_lite0",
+    image_size=64,
+    weights="imagenet",
+    embed_dim=32,
+    ff_dim=32,
+    num_heads=2,
+    seq_len=8,
+    dropout=0.0,
+    seed=3,
+)

@@ -2,6 +2,7 @@ import json
 
 import numpy as np
 import pytest
+from fakes import TINY_CAPTIONER as TINY
 from fakes import write_shapes
 from PIL import Image
 
@@ -9,18 +10,6 @@ import gemcaption  # noqa: F401
 from gemcaption.captioning.captioner import Captioner
 from gemcaption.data.loaders import Sample
 from gemcaption.errors import ImageError, ModelError, UnknownNameError
-
-TINY = dict(
-    encoder="efficientnet_lite0",
-    image_size=64,
-    weights="imagenet",
-    embed_dim=32,
-    ff_dim=32,
-    num_heads=2,
-    seq_len=8,
-    dropout=0.0,
-    seed=3,
-)
 
 
 def samples(rows, split):

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fakes import TINY_CAPTIONER as TINY
 from fakes import write_shapes
 from kill_saves import kill_while_saving, leftovers, random_delays
 from roundtrip import assert_round_trip
@@ -16,18 +17,6 @@ from gemcaption.captioning.config import CaptionerConfig
 from gemcaption.captioning.saving import FORMAT, is_captioner_directory, saved_config
 from gemcaption.data.loaders import Sample
 from gemcaption.errors import ModelError
-
-TINY = dict(
-    encoder="efficientnet_lite0",
-    image_size=64,
-    weights="imagenet",
-    embed_dim=32,
-    ff_dim=32,
-    num_heads=2,
-    seq_len=8,
-    dropout=0.0,
-    seed=3,
-)
 
 
 def write_v1_model_dir(captioner: Captioner, path: Path) -> Path:

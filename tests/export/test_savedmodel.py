@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fakes import TINY_CAPTIONER as TINY
 from fakes import write_shapes
 from PIL import Image
 
@@ -17,17 +18,6 @@ from gemcaption.data.loaders import Sample
 
 pytestmark = pytest.mark.slow
 
-TINY = dict(
-    encoder="efficientnet_lite0",
-    image_size=64,
-    weights="imagenet",
-    embed_dim=32,
-    ff_dim=32,
-    num_heads=2,
-    seq_len=8,
-    dropout=0.0,
-    seed=3,
-)
 SPACE = dict(dim=16, word_dim=16, hidden_dim=32, batch_size=16, dropout=0.0, min_count=1, epochs=3)
 
 
