@@ -4,7 +4,9 @@ loadable" tests of the index, the embedder and the classifier.
 :func:`kill_while_saving` starts ``python -c CODE ARGS...``; the code builds what it saves, prints
 ``READY`` and then saves over the same directory again and again (two contents in turn), until it
 is SIGKILLed after a random delay. The caller then checks that the directory loads with one of the
-two contents. :func:`leftovers` lists the staging / backup directories (and lock file) a killed save
+two contents. :func:`kill_until_one_lands_mid_save` repeats that, checking after every kill, until
+one kill has visibly interrupted a save (a timing matter, so a loaded machine may need more tries).
+:func:`leftovers` lists the staging / backup directories (and lock file) a killed save
 left beside it.
 """
 
@@ -17,6 +19,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 TESTS = Path(__file__).resolve().parent
@@ -59,3 +62,27 @@ def leftovers(target: Path, lock: bool = False) -> list[str]:
     ``target``, and with ``lock`` its lock file (``.NAME.lock``, which a killed writer leaves too)."""
     names = sorted(p.name for p in target.parent.glob(f".{target.name}.*"))
     return names if lock else [name for name in names if name != f".{target.name}.lock"]
+
+
+def kill_until_one_lands_mid_save(
+    code: str,
+    args: list[str],
+    target: Path,
+    check: Callable[[], None],
+    seed: int,
+    high: float = 0.4,
+    minimum: int = 3,
+    maximum: int = 25,
+) -> list[bool]:
+    """Kill a saver at random moments (:func:`kill_while_saving`), calling ``check()`` after each
+    kill, at least ``minimum`` times and then until one kill left a save half-done beside ``target``
+    (:func:`leftovers`), at most ``maximum`` times. Returns, per kill, whether it interrupted a save;
+    the caller asserts ``any`` of them so the test proves it exercised an interrupted save."""
+    interrupted: list[bool] = []
+    for delay in random_delays(maximum, seed=seed, high=high):
+        kill_while_saving(code, args, delay)
+        interrupted.append(bool(leftovers(target)))
+        check()
+        if len(interrupted) >= minimum and any(interrupted):
+            break
+    return interrupted

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fakes import FakeCaptioner, make_image
-from kill_saves import kill_while_saving, leftovers, random_delays
+from kill_saves import kill_until_one_lands_mid_save
 from roundtrip import assert_round_trip
 
 from gemcaption.errors import ModelError
@@ -283,12 +283,14 @@ def test_a_kill_during_an_index_save_leaves_a_loadable_index(images, tmp_path):
     large = Retriever(FakeCaptioner(), progress=False).build(images)
     expected = {3: small.search(QUERIES, k=6), 6: large.search(QUERIES, k=6)}
     small.save(target)
-    interrupted = []
-    for delay in random_delays(3, seed=10):
-        kill_while_saving(INDEX_SAVER, [*images, str(target)], delay)
-        interrupted.append(bool(leftovers(target)))
+
+    def loads_one_of_the_two() -> None:
         loaded = Retriever.load(target)
         assert len(loaded) in expected and loaded.search(QUERIES, k=6) == expected[len(loaded)]
+
+    interrupted = kill_until_one_lands_mid_save(
+        INDEX_SAVER, [*images, str(target)], target, loads_one_of_the_two, seed=10
+    )
     assert any(interrupted)  # at least one kill hit a save half-way
 
 
@@ -297,9 +299,12 @@ def test_a_kill_during_an_embedder_save_leaves_a_loadable_embedder(tmp_path):
     first, second = CAPTIONS[:3], CAPTIONS[3:]
     vocabularies = [TfidfSvdEmbedder(dim=4).fit(texts).vocabulary for texts in (first, second)]
     TfidfSvdEmbedder(dim=4).fit(first).save(target)
-    interrupted = []
-    for delay in random_delays(3, seed=11, high=0.2):
-        kill_while_saving(EMBEDDER_SAVER, [str(target), "|".join(first), "|".join(second)], delay)
-        interrupted.append(bool(leftovers(target)))
+
+    def loads_one_of_the_two() -> None:
         assert load_embedder(target).vocabulary in vocabularies
+
+    arguments = [str(target), "|".join(first), "|".join(second)]
+    interrupted = kill_until_one_lands_mid_save(
+        EMBEDDER_SAVER, arguments, target, loads_one_of_the_two, seed=11, high=0.2
+    )
     assert any(interrupted)
