@@ -67,8 +67,13 @@ def _one_line_warning(message, category, filename, lineno, line=None) -> str:
 
 def configure_output(quiet: bool) -> None:
     """Warnings once each, on one line; with ``quiet``, TensorFlow's C++ and absl logging off too.
+    Deprecation warnings are for developers: only gemcaption's own are shown (a library's, such as
+    NumPy 2 about a dependency's ``__array__``, tells a user nothing they can act on).
     Must run before TensorFlow is imported for the C++ level to take effect."""
     warnings.simplefilter("once")
+    for category in (DeprecationWarning, PendingDeprecationWarning):
+        warnings.filterwarnings("ignore", category=category)
+        warnings.filterwarnings("once", category=category, module=r"gemcaption(\.|$)")
     warnings.formatwarning = _one_line_warning
     if quiet:
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"

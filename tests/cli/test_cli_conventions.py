@@ -57,6 +57,21 @@ def test_warnings_print_once_on_one_line_without_source():
     assert done.stderr == "gemcaption: warning: UserWarning: the same thing\n"
 
 
+def test_only_gemcaptions_own_deprecation_warnings_reach_the_user():
+    done = _run(
+        "import warnings, types\n"
+        "from gemcaption.cli import configure_output\n"
+        "configure_output(quiet=False)\n"
+        "library = types.ModuleType('somelibrary')\n"
+        "exec('import warnings\\ndef call():\\n    warnings.warn(\"old API\", DeprecationWarning)', library.__dict__)\n"
+        "library.call()\n"
+        "ours = {'__name__': 'gemcaption.something'}\n"
+        "exec('import warnings\\ndef call():\\n    warnings.warn(\"our old flag\", DeprecationWarning)', ours)\n"
+        "ours['call']()\n"
+    )
+    assert done.stderr == "gemcaption: warning: DeprecationWarning: our old flag\n"
+
+
 def test_quiet_silences_tensorflow_cpp_logging():
     done = _run(
         "import os\n"
