@@ -51,6 +51,21 @@ def register(subparsers):
     p.add_argument("--batch-size", type=whole(1), default=32, help="images captioned at once")
     add_limit_option(p, "--data or --images")
     p.add_argument("--seed", type=whole(0), default=0, help="random seed of --limit")
+    p.add_argument(
+        "--distributed",
+        action="store_true",
+        help='caption shards of the images on a Dask cluster (needs pip install "gemcaption[distributed]"); '
+        "a re-run of a failed build computes only the missing shards",
+    )
+    p.add_argument("--workers", type=whole(1), default=2, help="local worker processes of --distributed (default 2)")
+    p.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="Dask scheduler of --distributed, e.g. tcp://host:8786 "
+        "(default: start a local cluster of --workers processes)",
+    )
+    p.add_argument("--shard-size", type=whole(1), default=256, help="images per shard of --distributed (default 256)")
     p.set_defaults(func=build)
 
     p = actions.add_parser("sync", help="make an index match a folder: add new and changed images, drop deleted ones")
@@ -253,6 +268,13 @@ def build(args) -> int:
         part = limit_dataset(part, args.limit, args.seed)
         count = inputs = len(part)
     check_factory(args.factory, args.dim, count)
+    if args.distributed:
+        from ..distributed import require_dask
+
+        require_dask()  # without the extra: one line naming it
+        return _build_distributed(
+            args, dataset if not args.images else None, part if not args.images else images, problems, inputs
+        )
     captioner = _load_captioner(args.model)  # a missing model: one line, still before any captioning
     retriever = Retriever(
         captioner,
@@ -274,6 +296,58 @@ def build(args) -> int:
         _, unreadable = add_reporting(retriever, [str(s.image) for s in part.samples], part)  # = build(part)
     problems += unreadable
     retriever.save(args.out)
+    _say(args, f"indexed {len(retriever)} images ({retriever.index.factory if retriever.index else 'empty'})")
+    _say(args, f"caption embedder: {_embedder_description(retriever.embedder)}")
+    print(args.out)
+    return 1 if report_problems(problems, inputs) else 0
+
+
+def _build_distributed(args, dataset, data, problems: list[str], inputs: int) -> int:
+    """``index build --distributed``: workers load the model from ``--model`` and caption the shards."""
+    from ..distributed import build_index
+    from ..retrieval.embedders import default_embedder
+    from ..retrieval.retriever import Retriever
+
+    model_dir = _check_model(args.model).absolute()
+    retriever = Retriever(
+        None,
+        default_embedder(None, model_dir, dim=args.dim),
+        model_dir=model_dir,
+        index_factory=args.factory,
+        sampler=sampler_from_args(args),
+        use_references=not args.no_references,
+        hybrid_weight=args.hybrid,
+        batch_size=args.batch_size,
+        progress=not args.quiet,
+    )
+    fit_texts = training_captions(dataset) if dataset is not None else None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # unreadable images: reported below, from the ids
+        report = build_index(
+            retriever,
+            data,
+            args.out,
+            fit_texts=fit_texts,
+            scheduler=args.scheduler,
+            workers=args.workers,
+            shard_size=args.shard_size,
+            progress=not args.quiet,
+        )
+    for warning in caught:
+        if not str(warning.message).startswith("skipping "):
+            warnings.warn(warning.message, warning.category, stacklevel=2)
+    _say(args, report.summary())
+    if not report.complete:
+        for name, error in report.failed:
+            print(f"gemcaption: error: {name}: {error}", file=sys.stderr)
+        print(
+            f"gemcaption: {len(report.failed)} of {report.shards} shards failed; run the same command again "
+            "to compute only those",
+            file=sys.stderr,
+        )
+        return 1
+    sources = [str(s.image) for s in data.samples] if dataset is not None else data
+    problems += [image_problem(source) for source, item_id in zip(sources, report.ids) if item_id is None]
     _say(args, f"indexed {len(retriever)} images ({retriever.index.factory if retriever.index else 'empty'})")
     _say(args, f"caption embedder: {_embedder_description(retriever.embedder)}")
     print(args.out)

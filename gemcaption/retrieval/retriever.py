@@ -13,6 +13,9 @@ its reference captions. Scores are cosine similarities. With ``hybrid_weight=w >
 query's score is ``(1 - w) * caption cosine + w * visual cosine`` (centred, normalised mean-pooled
 encoder features): the cosine of the two vectors concatenated with weights ``sqrt(1-w), sqrt(w)``.
 How a ``str`` query is told apart from a path is described in :mod:`gemcaption.retrieval.queries`.
+:meth:`Retriever.add` is :meth:`~Retriever.insert` of :meth:`~Retriever.prepare`: ``prepare`` captions
+and embeds without changing the retriever (what :mod:`gemcaption.distributed` runs on workers),
+``insert`` gives ids and indexes.
 
 Saved index directory (format ``gemcaption-index`` version 2, written atomically)::
 
@@ -58,6 +61,7 @@ from ..persistence import (
 )
 from .embedders import default_embedder, embed_groups, l2_normalize, load_embedder, write_embedder
 from .metadata import MetadataStore, Record, file_stamp
+from .prepared import PreparedImages
 from .queries import is_batch, is_image_query
 from .vector_index import VectorIndex, VectorTable
 
@@ -205,54 +209,71 @@ class Retriever:
 
     def add(self, images, *, captions=None, labels=None) -> list[int | None]:
         """Index more images without a rebuild; returns one id per input (the existing id for an
-        image already indexed, same content hash; None for an unreadable image, with a warning)."""
+        image already indexed, same content hash; None for an unreadable image, with a warning).
+        It is :meth:`insert` of :meth:`prepare`."""
+        return self.insert(self.prepare(images, captions=captions, labels=labels))
+
+    def prepare(self, images, *, captions=None, labels=None) -> PreparedImages:
+        """Caption and embed ``images`` (inputs as for :meth:`add`) without changing this retriever:
+        the expensive half of :meth:`add`, which a worker process can run (see
+        :mod:`gemcaption.distributed`). Vectors are left to :meth:`insert` while the embedder is
+        not fitted (it is then fitted on the captions of all the images inserted at once)."""
         from ..data.images import content_hash
 
         items = _items(images, captions, labels)
-        result: list[int | None] = [None] * len(items)
-        new: dict[str, list[int]] = {}  # content hash -> positions in items
         stamps = [file_stamp(source) for source, _, _ in items]  # (size, mtime_ns) before hashing: see sync
+        digests: list[str | None] = [None] * len(items)
+        firsts: dict[str, int] = {}  # new content hash -> its first position in items
         for pos, (source, _, _) in enumerate(items):
             try:
-                digest = content_hash(source)
+                digests[pos] = digest = content_hash(source)
             except (ImageError, OSError) as exc:
-                warnings.warn(f"skipping {_source_name(source)}: {exc}", stacklevel=2)
+                warnings.warn(f"skipping {_source_name(source)}: {exc}", stacklevel=3)
                 continue
-            if digest in self.metadata.by_hash:
-                result[pos] = self.metadata.by_hash[digest]
-            else:
-                new.setdefault(digest, []).append(pos)
-        if not new:
-            return result
-        firsts = [positions[0] for positions in new.values()]
-        generated = self._caption_sources([items[p][0] for p in firsts])
-        kept = [i for i, text in enumerate(generated) if text is not None]
-        if not kept:
-            return result
-        texts = [[generated[i]] + (list(items[firsts[i]][1]) if self.use_references else []) for i in kept]
-        if not self.embedder.fitted:
-            self.embedder.fit([t for group in texts for t in group])
+            if digest not in self.metadata.by_hash:
+                firsts.setdefault(digest, pos)
+        positions = list(firsts.values())
+        generated = self._caption_sources([items[p][0] for p in positions]) if positions else []
+        new = [p for p, text in zip(positions, generated) if text is not None]
+        texts = [t for t in generated if t is not None]
+        prepared = PreparedImages(items, digests, stamps, new, texts)
+        if new and self.embedder.fitted:
+            prepared.vectors = self._embed(prepared)
+        if new and self.hybrid_weight:
+            prepared.features = np.asarray(self.captioner.image_features([items[p][0] for p in new]), np.float32)
+        return prepared
+
+    def _embed(self, prepared: PreparedImages) -> np.ndarray:
+        texts = prepared.caption_groups(self.use_references)
         if hasattr(self.embedder, "gallery"):  # a learned space: fuse the captions with the image projection
-            sources = [items[firsts[i]][0] for i in kept]
-            vectors = self.embedder.gallery(texts, self.embedder.projections(self.captioner, sources))
-        else:
-            vectors = embed_groups(self.embedder, texts)
-        features = self._visual_features([items[firsts[i]][0] for i in kept]) if self.hybrid_weight else None
-        ids = list(range(self.metadata.next_id, self.metadata.next_id + len(kept)))
-        digests = list(new)
-        for item_id, i in zip(ids, kept):
-            source, refs, label = items[firsts[i]]
-            path = str(Path(source).absolute()) if isinstance(source, (str, Path)) else None
-            record = Record(item_id, path, digests[i], cast(str, generated[i]), tuple(refs), label, *stamps[firsts[i]])
-            self.metadata.add(record)
-            for pos in new[digests[i]]:
-                result[pos] = item_id
-        if self.index is None:
-            self.index = VectorIndex(self.embedder.dim, self.index_factory, self.search_params)
-        self.index.add(vectors, ids)
-        if features is not None:
-            self._add_visual(features, ids)
-        return result
+            sources = [prepared.items[p][0] for p in prepared.new]
+            return self.embedder.gallery(texts, self.embedder.projections(self.captioner, sources))
+        return embed_groups(self.embedder, texts)
+
+    def insert(self, prepared: PreparedImages) -> list[int | None]:
+        """Give the new images of ``prepared`` (from :meth:`prepare`) the next free ids and index
+        them; returns one id per input as :meth:`add` does. New images whose content another
+        insert indexed meanwhile are not indexed twice."""
+        by_hash = self.metadata.by_hash
+        keep = [i for i, p in enumerate(prepared.new) if prepared.digests[p] not in by_hash]
+        if len(keep) < len(prepared.new):
+            prepared = prepared.subset(keep)
+        if prepared.new:
+            if not self.embedder.fitted:
+                self.embedder.fit([t for group in prepared.caption_groups(self.use_references) for t in group])
+            vectors = prepared.vectors if prepared.vectors is not None else self._embed(prepared)
+            ids = list(range(self.metadata.next_id, self.metadata.next_id + len(prepared.new)))
+            for item_id, pos, caption in zip(ids, prepared.new, prepared.captions):
+                source, refs, label = prepared.items[pos]
+                path = str(Path(source).absolute()) if isinstance(source, (str, Path)) else None
+                digest = cast(str, prepared.digests[pos])
+                self.metadata.add(Record(item_id, path, digest, caption, tuple(refs), label, *prepared.stamps[pos]))
+            if self.index is None:
+                self.index = VectorIndex(self.embedder.dim, self.index_factory, self.search_params)
+            self.index.add(vectors, ids)
+            if prepared.features is not None:
+                self._add_visual(self._normalise_visual(prepared.features), ids)
+        return [None if d is None else by_hash.get(d) for d in prepared.digests]
 
     def remove(self, ids) -> int:
         """Remove images by id without a rebuild; returns how many were indexed."""
@@ -297,8 +318,7 @@ class Retriever:
         except ImageError:
             return None
 
-    def _visual_features(self, sources: list) -> np.ndarray:
-        feats = np.asarray(self.captioner.image_features(sources), np.float32)
+    def _normalise_visual(self, feats: np.ndarray) -> np.ndarray:
         if self.visual_mean is None:
             self.visual_mean = feats.mean(axis=0) if len(feats) > 1 else np.zeros(feats.shape[1], np.float32)
         return l2_normalize(feats - self.visual_mean)
