@@ -407,6 +407,10 @@ class VectorIndex:
         import faiss
 
         directory = Path(directory)
+        if isinstance(config, dict) and config.get("kind") == "sharded":  # built from shards, on-disk lists
+            from .sharded_index import ShardedIndex
+
+            return ShardedIndex.load(directory, config)  # type: ignore[return-value]  # same public surface
         settings = _checked_settings(config, directory)
         index = cls(
             settings["dim"],
