@@ -14,6 +14,7 @@ features unless ``space=False``; search indexes built with the captioner use it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from pathlib import Path
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import DatasetError, ImageError, ModelError
+from ..errors import ConfigError, DatasetError, ImageError, ModelError
 from .config import CaptionerConfig, DecoderConfig, EncoderConfig, TrainingConfig
 from .samplers import Sampler, resolve_sampler
 from .samplers.base import whole_number
@@ -115,6 +116,18 @@ class Captioner:
 
         return extract_features(self.encoder, images, cache=self.feature_cache, progress=progress)
 
+    def _training_features(self, images, progress: bool):
+        """Training features of ``images`` and the kept indices: :class:`~.shards.FeatureShards`
+        read a batch at a time when features go to the disk cache (the default), else in-memory
+        grids (``feature_cache=False``, or inside :func:`~.features.memory_features`)."""
+        from .features import _MEMORY_ONLY, FeatureCache
+        from .shards import FeatureShards
+
+        if self.feature_cache is False or _MEMORY_ONLY.get() is not None:
+            return self.encode(images, progress=progress)
+        cache = self.feature_cache if isinstance(self.feature_cache, FeatureCache) else None
+        return FeatureShards.build(self.encoder, images, cache=cache, progress=progress)
+
     def image_features(self, images, progress: bool = False) -> np.ndarray:
         """Mean-pooled encoder features (N, C); raises :class:`ImageError` for an unreadable image."""
         images = list(images)
@@ -198,6 +211,8 @@ class Captioner:
         config: TrainingConfig | dict | None = None,
         space: bool = True,
         space_config=None,
+        distribute: bool = False,
+        backup_dir=None,
     ) -> dict:
         """Train on ``train`` (a Dataset with captions), early-stopping on ``validation`` loss.
 
@@ -212,13 +227,17 @@ class Captioner:
         same features and on the same validation split (:meth:`fit_space`; ``space_config`` is a
         :class:`~gemcaption.space.SpaceConfig` or its dict); ``space=False`` leaves
         :attr:`space` as it was.
+        ``distribute=True`` trains the decoder under ``tf.distribute`` (MultiWorkerMirroredStrategy
+        from ``TF_CONFIG`` when it names several workers, else MirroredStrategy over this machine's
+        devices), each worker streaming its share of every batch; only the chief (worker 0) trains
+        the space and should save. ``backup_dir``: the chief backs the training state up there after
+        every epoch and a restarted run resumes from it (:mod:`.distribution`); removed at the end.
         Returns the history (loss, masked_accuracy, val_*, lr per epoch) of the caption decoder.
         """
         import keras
 
-        from .decoders import build_decoder
-        from .schedule import WarmupSchedule
-        from .training import CHECKPOINT_FILE, BestWeightsCheckpoint, build_optimizer, caption_array
+        from .shards import FeatureShards
+        from .training import caption_array
         from .vocabulary import Vocabulary
 
         settings = TrainingConfig() if config is None else TrainingConfig.from_config(config)
@@ -253,14 +272,11 @@ class Captioner:
             self.vocabulary = Vocabulary.build(
                 (c for s in train for c in s.captions), self.config.vocab_size, self.config.min_count
             )
-        if self.decoder is None:
-            decoder: DecoderConfig = self.config.decoder
-            self.decoder = build_decoder(decoder.kind, vocab_size=len(self.vocabulary), **decoder.hyper_parameters())
 
         def arrays(samples, with_features=True):
             images = [s.image for s in samples]
             if with_features:
-                feats, kept = self.encode(images, progress=progress)
+                feats, kept = self._training_features(images, progress)
             else:
                 feats, kept = None, list(range(len(samples)))
             captions = [list(samples[i].captions) for i in kept]
@@ -271,46 +287,22 @@ class Captioner:
         x_val, t_val, _, val_captions = arrays(validation) if validation else (None, None, None, None)
         if len(t_train) == 0:
             raise DatasetError("none of the training images could be read")
-        steps_per_epoch = int(np.ceil(len(t_train) / batch_size))
-        schedule = WarmupSchedule.for_training(
-            settings.learning_rate, steps_per_epoch, epochs, settings.warmup_fraction, decay=settings.decay
-        )
-        self.decoder.label_smoothing = settings.label_smoothing
-        self.decoder.compile(optimizer=build_optimizer(schedule, settings.weight_decay))  # loss: decoder.train_step
-        monitor = "val_loss" if x_val is not None and len(x_val) else "loss"
-        callbacks = [
-            keras.callbacks.EarlyStopping(monitor=monitor, patience=settings.patience, restore_best_weights=True)
-        ]
-        if checkpoint_dir is not None:
-            callbacks.append(BestWeightsCheckpoint(Path(checkpoint_dir) / CHECKPOINT_FILE, monitor))
-        validation_data = None
-        if monitor == "val_loss" and t_val is not None:
-            validation_data = ((x_val, t_val[:, :, :-1]), t_val[:, :, 1:])
-        started = time.perf_counter()
-        if augment:
-            from .augment import AugmentedBatches
+        cluster = None
+        if distribute:
+            from .distribution import training_cluster
 
-            data = AugmentedBatches(self.encoder, train_images, t_train, batch_size, seed=seed)
-            result = self.decoder.fit(
-                data, epochs=epochs, validation_data=validation_data, callbacks=callbacks, verbose=verbose
-            )
-        else:
-            result = self.decoder.fit(
-                (x_train, t_train[:, :, :-1]),
-                t_train[:, :, 1:],
-                batch_size=batch_size,
-                epochs=epochs,
-                validation_data=validation_data,
-                callbacks=callbacks,
-                shuffle=True,
-                verbose=verbose,
-            )
-        history: dict[str, Any] = {k: [float(v) for v in vals] for k, vals in result.history.items()}
-        history["seconds"] = time.perf_counter() - started
-        history["best_epoch"] = int(np.argmin(history[monitor])) + 1
-        history["train_images"], history["validation_images"] = len(t_train), 0 if x_val is None else len(x_val)
+            if not isinstance(x_train, FeatureShards):
+                raise ConfigError(
+                    "distributed training streams features from the feature cache: no augment, no memory_features"
+                )
+            cluster = training_cluster()
+        history = self._fit_decoder(
+            settings, x_train, t_train, x_val, t_val, train_images, checkpoint_dir, verbose, cluster, backup_dir
+        )
+        if cluster is not None:
+            history["worker"], history["workers"] = cluster.worker, cluster.workers
         self.history = history
-        if space:
+        if space and (cluster is None or cluster.is_chief):  # the space trains on the chief only
             from ..space.training import train_captioner_space
 
             if x_train is None:  # augmented training read no cached features: the space needs them
@@ -318,6 +310,93 @@ class Captioner:
             self.space = train_captioner_space(
                 self, x_train, train_captions, x_val, val_captions, space_config, verbose=int(progress)
             )
+        return history
+
+    def _fit_decoder(
+        self, settings, x_train, t_train, x_val, t_val, train_images, checkpoint_dir, verbose, cluster, backup_dir
+    ) -> dict[str, Any]:
+        """Build (if new), compile and ``fit`` the decoder (inside the strategy's scope when ``cluster``)
+        on in-memory grids, streamed :class:`~.shards.FeatureShards` or augmented pixels; the history."""
+        import keras
+
+        from .decoders import build_decoder
+        from .distribution import TrainingBackup, distributed_batches
+        from .schedule import WarmupSchedule
+        from .streaming import EpochClock
+        from .training import CHECKPOINT_FILE, BestWeightsCheckpoint, build_optimizer
+
+        epochs, batch_size, seed = settings.epochs, settings.batch_size, self.config.seed
+        if cluster is not None and self.decoder is not None:
+            raise ConfigError("distributed training starts from a new decoder (this captioner has one)")
+        steps_per_epoch = int(np.ceil(len(t_train) / batch_size))
+        schedule = WarmupSchedule.for_training(
+            settings.learning_rate, steps_per_epoch, epochs, settings.warmup_fraction, decay=settings.decay
+        )
+        # Under a strategy only the model and its optimizer are made in its scope: variables made
+        # later (Keras makes some when saving weights, on the chief only) must not be collective.
+        with cluster.strategy.scope() if cluster is not None else contextlib.nullcontext():
+            if self.decoder is None:
+                decoder: DecoderConfig = self.config.decoder
+                self.decoder = build_decoder(
+                    decoder.kind, vocab_size=len(self.vocabulary), **decoder.hyper_parameters()
+                )
+            if not self.decoder.built and x_train is not None:  # variables made here, not in a traced step
+                tokens = np.zeros((1, *t_train[:1, :, :-1].shape[1:]), np.int32)
+                self.decoder((np.zeros((1, *x_train.shape[1:]), np.float32), tokens))
+            self.decoder.label_smoothing = settings.label_smoothing
+            self.decoder.compile(optimizer=build_optimizer(schedule, settings.weight_decay))  # loss: train_step
+            if self.decoder.built:
+                self.decoder.optimizer.build(self.decoder.trainable_variables)
+        monitor = "val_loss" if x_val is not None and len(x_val) else "loss"
+        stopping = keras.callbacks.EarlyStopping(monitor=monitor, patience=settings.patience, restore_best_weights=True)
+        callbacks: list = [stopping]
+        if checkpoint_dir is not None and (cluster is None or cluster.is_chief):
+            callbacks.append(BestWeightsCheckpoint(Path(checkpoint_dir) / CHECKPOINT_FILE, monitor))
+        backup = None
+        if backup_dir is not None:
+            backup = TrainingBackup(backup_dir, stopping, writer=cluster is None or cluster.is_chief)
+            callbacks.append(backup)  # after EarlyStopping: it restores that callback's state
+        clock = EpochClock()
+        callbacks.append(clock.callback())
+
+        def streamed(shards, tokens, shuffle):
+            if cluster is not None:
+                return distributed_batches(cluster, shards, tokens, batch_size, seed=seed, shuffle=shuffle, clock=clock)
+            return training_batches(shards, tokens, batch_size, seed=seed, shuffle=shuffle, clock=clock)
+
+        from .shards import FeatureShards
+        from .streaming import training_batches
+
+        validation_data = None
+        if monitor == "val_loss" and t_val is not None:
+            if isinstance(x_val, FeatureShards):
+                validation_data = streamed(x_val, t_val, False)
+            else:
+                validation_data = ((x_val, t_val[:, :, :-1]), t_val[:, :, 1:])
+        fit = {"epochs": epochs, "validation_data": validation_data, "callbacks": callbacks, "verbose": verbose}
+        started = time.perf_counter()
+        if settings.augment:
+            from .augment import AugmentedBatches
+
+            result = self.decoder.fit(
+                AugmentedBatches(self.encoder, train_images, t_train, batch_size, seed=seed), **fit
+            )
+        elif isinstance(x_train, FeatureShards):  # streamed from disk: memory independent of the data size
+            result = self.decoder.fit(streamed(x_train, t_train, True), shuffle=False, **fit)  # the pipeline shuffles
+        else:
+            targets = t_train[:, :, 1:]
+            result = self.decoder.fit(
+                (x_train, t_train[:, :, :-1]), targets, batch_size=batch_size, shuffle=True, **fit
+            )
+        history: dict[str, Any] = {k: [float(v) for v in vals] for k, vals in result.history.items()}
+        if backup is not None:  # epochs run before a restart come first
+            self.decoder._initial_epoch = None  # set by the restore; a later fit starts at epoch 0
+            history = {k: backup.restored_history.get(k, []) + v for k, v in history.items()}
+            history["resumed_at_epoch"] = backup.restored_epoch
+            backup.remove()
+        history["seconds"] = time.perf_counter() - started
+        history["best_epoch"] = int(np.argmin(history[monitor])) + 1
+        history["train_images"], history["validation_images"] = len(t_train), 0 if x_val is None else len(x_val)
         return history
 
     def fit_space(self, train, validation=None, config=None, verbose: int = 1):

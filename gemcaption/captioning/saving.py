@@ -107,12 +107,14 @@ def _legacy_config(path: Path) -> dict[str, Any]:
 
 def check_replaceable(path) -> Path:
     """``path`` if a save may replace it: new, empty, a saved captioner, or holding only the
-    training checkpoint. Any other directory is refused (ModelError) rather than deleted."""
+    training checkpoint (and the temporary file of a checkpoint save that was killed). Any other
+    directory is refused (ModelError) rather than deleted."""
     from .training import CHECKPOINT_FILE
 
     path = Path(path)
     if path.is_dir() and not is_captioner_directory(path):
-        others = sorted(p.name for p in path.iterdir() if p.name != CHECKPOINT_FILE)
+        ours = (CHECKPOINT_FILE, CHECKPOINT_FILE.replace(".weights.h5", ".weights.tmp.weights.h5"))  # + a killed save's
+        others = sorted(p.name for p in path.iterdir() if p.name not in ours)
         if others:
             raise ModelError(
                 f"{path}: exists and is not a gemcaption model directory (it holds "

@@ -9,6 +9,7 @@ on stdout (Keras' progress goes to stderr) and saves the split it used in the mo
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from ..captioning.config import CaptionerConfig, EncoderConfig
@@ -158,6 +159,18 @@ def register(subparsers):
         "--augment", action="store_true", help="random flips/rotation/zoom (bypasses the feature cache: slow)"
     )
     p.add_argument(
+        "--distribute",
+        action="store_true",
+        help="train under tf.distribute: MultiWorkerMirroredStrategy when TF_CONFIG names several workers "
+        "(run the same command on each), else MirroredStrategy over this machine's devices",
+    )
+    p.add_argument(
+        "--backup-dir",
+        metavar="DIR",
+        help="with --distribute: where the chief backs training up after every epoch, so a restarted run "
+        "resumes (every worker must read it; default: OUT.training-backup)",
+    )
+    p.add_argument(
         "--seed", type=whole(0), default=default(CaptionerConfig, "seed"), help="random seed (training, split, --limit)"
     )
     p.add_argument(
@@ -253,11 +266,18 @@ def train(args) -> int:
         label_smoothing=args.label_smoothing,
         weight_decay=args.weight_decay,
     )
+    if args.backup_dir and not args.distribute:
+        raise ConfigError("--backup-dir applies to --distribute")
     out = check_replaceable(args.out)  # refused now rather than after training
     dataset = limit_dataset(load_dataset(args.data, allow_outside=args.allow_outside), args.limit, args.seed)
     if len(dataset) == 0:
         raise GemcaptionError(f"dataset {args.data!r} is empty")
     train_part, validation, validation_name, how = split_for_training(dataset, args.seed)
+    if args.distribute:  # before any TensorFlow operation: collectives are configured at start-up
+        from ..captioning.distribution import training_cluster
+
+        cluster = training_cluster()
+        say(args, f"worker {cluster.worker} of {cluster.workers}, {cluster.strategy.num_replicas_in_sync} replicas")
     from ..captioning.captioner import Captioner  # TensorFlow: imported once the arguments and data are good
 
     encoder, size, weights = resolve_encoder(args)
@@ -266,15 +286,30 @@ def train(args) -> int:
     say(args, f"encoder: {captioner.encoder.name} at {size} px, weights: {captioner.encoder.weights_source}")
     checked = f", validating on {len(validation)} ({how})" if validation is not None else f" ({how})"
     say(args, f"training {decoder.kind} on {len(train_part)} images" + checked)
+    backup = None
+    if args.distribute:
+        backup = Path(args.backup_dir) if args.backup_dir else out.with_name(out.name + ".training-backup")
+        say(
+            args,
+            f"distributed training (TF_CONFIG: {'set' if os.environ.get('TF_CONFIG') else 'not set'}), "
+            f"backed up after every epoch in {backup}",
+        )
     with progress_on_stderr():  # Keras' progress bar: stdout is for the result line
-        captioner.fit(
+        history = captioner.fit(
             train_part,
             validation,
             config=training,
             checkpoint_dir=out,
             verbose=0 if args.quiet else "auto",
             space=not args.no_space,
+            distribute=args.distribute,
+            backup_dir=backup,
         )
+    if history.get("resumed_at_epoch"):
+        say(args, f"resumed from the backup after epoch {history['resumed_at_epoch']}")
+    if history.get("worker", 0) != 0:  # the chief saves; the other workers only lend their devices
+        say(args, f"worker {history['worker']} of {history['workers']}: done; the chief (worker 0) saves the model")
+        return 0
     captioner.save(out)  # replaces the whole directory, the training checkpoint with it
     parts = {"train": train_part} if validation is None else {"train": train_part, validation_name: validation}
     save_training_split(out, parts, data=args.data, seed=args.seed, limit=args.limit, validation=how)

@@ -216,13 +216,14 @@ def train_captioner_space(
     from .fusion import choose_fusion
 
     has_dev = dev_grids is not None and dev_captions is not None and len(dev_captions) > 0
-    space = fit_space(
-        grids, captions, dev_grids if has_dev else None, dev_captions if has_dev else None, config, verbose=verbose
-    )
+    pooling = SpaceConfig.from_config(config).image_pooling if config is not None else "mean"
+    train_input = _space_input(grids, pooling)
+    dev_input = _space_input(dev_grids, pooling) if has_dev else None
+    space = fit_space(train_input, captions, dev_input, dev_captions if has_dev else None, config, verbose=verbose)
     report: dict = {"chosen_on": None, "reason": "no validation split"}
     if has_dev:
-        generated = captioner.caption_features(dev_grids)
-        space.fusion, report = choose_fusion(space.embed_texts, space.embed_images(dev_grids), generated, dev_captions)
+        generated = captioner.caption_features(dev_grids)  # reads shards a batch at a time
+        space.fusion, report = choose_fusion(space.embed_texts, space.embed_images(dev_input), generated, dev_captions)
     space.history["fusion"] = {**report, "weights": space.fusion.get_config() if space.fusion else None}
     if verbose:
         chosen = (
@@ -230,6 +231,15 @@ def train_captioner_space(
         )
         print(f"space: {chosen}", file=sys.stderr)
     return space
+
+
+def _space_input(features, pooling: str):
+    """What :func:`fit_space` needs from ``features``: for streamed
+    :class:`~gemcaption.captioning.shards.FeatureShards`, mean-pooled rows (N, C) computed a chunk at
+    a time (the grids never all in memory), or with attention pooling every grid; arrays unchanged."""
+    if not hasattr(features, "pooled"):
+        return features
+    return features.pooled() if pooling == "mean" else features[:]
 
 
 def fit_space_for_captioner(captioner, train, validation=None, config: SpaceConfig | dict | None = None, verbose=1):

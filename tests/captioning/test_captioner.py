@@ -181,3 +181,21 @@ def test_fit_settings_are_a_training_config_with_keyword_overrides(data):
     assert int(captioner.decoder.optimizer.iterations) == 2  # 8 images in batches of 4
     with pytest.raises(ValueError, match="batch_size"):
         captioner.fit(train[:8], val[:4], batch_size=0, verbose=0, space=False)
+
+
+def test_training_streams_features_from_shards_unless_they_stay_in_memory(data, monkeypatch, tmp_path):
+    from gemcaption.captioning import streaming
+    from gemcaption.captioning.features import memory_features
+
+    monkeypatch.setenv("GEMCAPTION_CACHE", str(tmp_path / "cache"))
+    streamed = []
+    original = streaming.training_batches
+    monkeypatch.setattr(streaming, "training_batches", lambda *a, **k: streamed.append(len(a[0])) or original(*a, **k))
+    train, val = data
+    Captioner("lstm", **TINY).fit(train[:8], val[:4], epochs=1, batch_size=8, verbose=0, space=False)
+    assert streamed == [4, 8]  # validation and training batches both read from the shards
+    assert len(list((tmp_path / "cache").glob("features/*/shards/*/shard-*.npy"))) == 2
+    streamed.clear()
+    with memory_features():
+        Captioner("lstm", **TINY).fit(train[:8], val[:4], epochs=1, batch_size=8, verbose=0, space=False)
+    assert streamed == []

@@ -7,6 +7,10 @@ keep only the positions whose target is a real token (about half of them on Flic
 benchmarks/results/train_step_cost.json) before the vocabulary-sized output layer:
 the loss and its gradients are exactly those of the masked cross-entropy over full logits,
 at about half the cost of the most expensive layer.
+
+Under a ``tf.distribute`` strategy with several replicas each replica's mean is weighted by its
+share of the global batch's real tokens before the optimizer sums the gradients over replicas, so
+a step is exactly the step of one process on the whole global batch.
 """
 
 import keras
@@ -48,18 +52,24 @@ class CaptionDecoder(keras.Model):
         keep = ops.where(ops.not_equal(targets, 0))[0]
         targets = ops.take(targets, keep)
         logits = self.output_dense(self.packed_hidden_states(inputs, keep, training=training))
-        loss = ops.mean(ops.sparse_categorical_crossentropy(targets, logits, from_logits=True))
+        # means that are 0, not NaN, over no tokens (a worker's share of a last, small batch can be empty)
+        count = ops.shape(targets)[0]
+        over = ops.cast(ops.maximum(count, 1), logits.dtype)
+        loss = ops.sum(ops.sparse_categorical_crossentropy(targets, logits, from_logits=True)) / over
         if training and self.label_smoothing > 0:
-            uniform = -ops.mean(ops.mean(ops.log_softmax(logits, axis=-1), axis=-1))
+            uniform = -ops.sum(ops.mean(ops.log_softmax(logits, axis=-1), axis=-1)) / over
             loss = (1.0 - self.label_smoothing) * loss + self.label_smoothing * uniform
         hits = ops.cast(ops.equal(ops.cast(ops.argmax(logits, axis=-1), "int32"), targets), "float32")
-        return loss, ops.mean(hits), ops.shape(targets)[0]
+        return loss, ops.sum(hits) / over, count
 
     def _track(self, loss, accuracy, count):
         count = ops.cast(count, "float32")
         self.loss_tracker.update_state(loss, sample_weight=count)
         self.accuracy_tracker.update_state(accuracy, sample_weight=count)
-        return {"loss": self.loss_tracker.result(), "masked_accuracy": self.accuracy_tracker.result()}
+        logs = {"loss": self.loss_tracker.result(), "masked_accuracy": self.accuracy_tracker.result()}
+        if _replicas() > 1:  # Keras (3.15) averages a step's logs over workers along axis 0: give it one
+            logs = {name: ops.reshape(value, (1,)) for name, value in logs.items()}
+        return logs
 
     def _build_once(self, inputs):
         # Keras records the input shapes it needs for saving only when the model itself is called;
@@ -68,6 +78,15 @@ class CaptionDecoder(keras.Model):
         if not self.built:
             self(inputs, training=False)
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras (3.15) builds a model under a tf.distribute strategy from one batch that it first
+        # reduces across the workers, which fails for nested inputs like ours under
+        # MultiWorkerMirroredStrategy. Captioner.fit builds the decoder and its optimizer before fit,
+        # so there is nothing left to build.
+        if self.built and self.optimizer is not None and self.optimizer.built:
+            return
+        super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+
     def train_step(self, data):
         import tensorflow as tf
 
@@ -75,7 +94,8 @@ class CaptionDecoder(keras.Model):
         self._build_once(inputs)
         with tf.GradientTape() as tape:
             loss, accuracy, count = self.packed_loss(inputs, targets, training=True)
-        gradients = tape.gradient(loss, self.trainable_variables)
+            weighted = loss * _share_of_all_tokens(count)  # inside the tape: its gradient is recorded
+        gradients = tape.gradient(weighted, self.trainable_variables)
         self.optimizer.apply(gradients, self.trainable_variables)
         return self._track(loss, accuracy, count)
 
@@ -87,3 +107,22 @@ class CaptionDecoder(keras.Model):
     @property
     def metrics(self):
         return [self.loss_tracker, self.accuracy_tracker]
+
+
+def _replicas() -> int:
+    """Replicas training in sync (1 outside a multi-replica ``tf.distribute`` strategy)."""
+    import tensorflow as tf
+
+    context = tf.distribute.get_replica_context()
+    return 1 if context is None else int(context.num_replicas_in_sync)
+
+
+def _share_of_all_tokens(count):
+    """``count`` over the real tokens of all replicas this step (1 without a multi-replica strategy)."""
+    import tensorflow as tf
+
+    if _replicas() == 1:
+        return 1.0
+    context = tf.distribute.get_replica_context()
+    count = ops.cast(count, "float32")
+    return count / context.all_reduce(tf.distribute.ReduceOp.SUM, count)
