@@ -230,8 +230,11 @@ class Captioner:
         ``distribute=True`` trains the decoder under ``tf.distribute`` (MultiWorkerMirroredStrategy
         from ``TF_CONFIG`` when it names several workers, else MirroredStrategy over this machine's
         devices), each worker streaming its share of every batch; only the chief (worker 0) trains
-        the space and should save. ``backup_dir``: the chief backs the training state up there after
-        every epoch and a restarted run resumes from it (:mod:`.distribution`); removed at the end.
+        the space and should save; with several workers call
+        :func:`gemcaption.captioning.distribution.training_cluster` first, before building the
+        Captioner (TensorFlow sets collectives up before its first operation). ``backup_dir``: the
+        chief backs the training state up there after every epoch and a restarted run resumes from
+        it (:mod:`.distribution`); removed at the end.
         Returns the history (loss, masked_accuracy, val_*, lr per epoch) of the caption decoder.
         """
         import keras
