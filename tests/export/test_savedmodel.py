@@ -30,7 +30,7 @@ def model(tmp_path_factory):
     samples = [Sample(image=p, captions=tuple(c), label=label, split="train") for p, c, label in rows]
     captioner = Captioner("transformer", **TINY)
     captioner.fit(
-        samples, samples[::4], epochs=3, batch_size=8, learning_rate=1e-2, verbose=0, space_config=SpaceConfig(**SPACE)
+        samples, samples[::4], epochs=10, batch_size=8, learning_rate=1e-2, verbose=0, space_config=SpaceConfig(**SPACE)
     )
     space = captioner.space
     assert space is not None
