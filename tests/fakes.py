@@ -1,6 +1,7 @@
 """The shared fakes of the test suite: tiny drawn images with known captions, and a captioner
 that describes an image by its colour (so retrieval, web and CLI tests need no trained model)."""
 
+import csv
 import io
 import json
 from pathlib import Path
@@ -33,6 +34,20 @@ def write_shapes(root: Path, per_kind: int = 3, size: int = 32):
                 draw(colour, shape, size, shift=i).save(path)
                 rows.append((str(path), [f"a {colour} {shape}", f"a {shape} in {colour}"], colour))
     return rows
+
+
+def write_catalogue(root: Path, per_kind: int = 2, size: int = 32, val_every: int | None = 4) -> Path:
+    """A CSV catalogue ``root/captions.csv`` of :func:`write_shapes` drawings in ``root/images``: one row
+    per caption; with ``val_every`` a ``split`` column puts every ``val_every``-th image in "val"."""
+    rows = write_shapes(root / "images", per_kind=per_kind, size=size)
+    with open(root / "captions.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["image", "caption"] + (["split"] if val_every else []))
+        for i, (path, captions, _) in enumerate(rows):
+            split = (["val" if i % val_every == 0 else "train"]) if val_every else []
+            for caption in captions:
+                writer.writerow([f"images/{path.rsplit('/', 1)[1]}", caption, *split])
+    return root / "captions.csv"
 
 
 def make_image(path, rgb, seed, size=16):

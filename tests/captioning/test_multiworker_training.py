@@ -2,7 +2,6 @@
 from TF_CONFIG): the same weights as one process with the same global batch, and a run that resumes
 from its backup after a worker was killed."""
 
-import csv
 import json
 import os
 import signal
@@ -13,7 +12,7 @@ import time
 
 import numpy as np
 import pytest
-from fakes import write_shapes
+from fakes import write_catalogue
 
 pytestmark = pytest.mark.slow  # each run starts TensorFlow in two processes
 
@@ -23,15 +22,7 @@ SETTINGS += ["--no-space", "--patience", "50"]
 
 @pytest.fixture(scope="module")
 def catalogue(tmp_path_factory):
-    root = tmp_path_factory.mktemp("catalogue")
-    rows = write_shapes(root / "images", per_kind=4, size=64)
-    with open(root / "captions.csv", "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["image", "caption", "split"])
-        for i, (path, captions, _) in enumerate(rows):
-            for caption in captions:
-                writer.writerow([f"images/{path.rsplit('/', 1)[1]}", caption, "val" if i % 4 == 0 else "train"])
-    return root / "captions.csv"
+    return write_catalogue(tmp_path_factory.mktemp("catalogue"), per_kind=4, size=64)
 
 
 def _free_ports(n):

@@ -1,23 +1,14 @@
-import csv
 import json
 
 import pytest
-from fakes import write_shapes
+from fakes import write_catalogue
 
 from gemcaption.cli import main
 
 
 @pytest.fixture(scope="module")
 def catalogue(tmp_path_factory):
-    root = tmp_path_factory.mktemp("catalogue")
-    rows = write_shapes(root / "images", per_kind=2, size=64)
-    with open(root / "captions.csv", "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["image", "caption", "split"])
-        for i, (path, captions, _) in enumerate(rows):
-            for caption in captions:
-                writer.writerow([f"images/{path.rsplit('/', 1)[1]}", caption, "val" if i % 4 == 0 else "train"])
-    return root
+    return write_catalogue(tmp_path_factory.mktemp("catalogue"), per_kind=2, size=64).parent
 
 
 def test_train_then_caption_as_json(catalogue, tmp_path, capsys):

@@ -1,13 +1,12 @@
 """`train` saves the split it used, `evaluate --split val` scores exactly those held-out images,
 `--limit` is seeded, and `train` keeps Keras' progress off stdout."""
 
-import csv
 import io
 import json
 import sys
 
 import pytest
-from fakes import write_shapes
+from fakes import write_catalogue
 
 from gemcaption.cli import main
 from gemcaption.data.split_record import SPLIT_FILE, read_training_split
@@ -33,15 +32,7 @@ TINY = [
 @pytest.fixture(scope="module")
 def catalogue(tmp_path_factory):
     """A CSV catalogue without a split column (like the shared jewellery set): 16 images."""
-    root = tmp_path_factory.mktemp("catalogue")
-    rows = write_shapes(root / "images", per_kind=2, size=32)
-    with open(root / "captions.csv", "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["image", "caption"])
-        for path, captions, _ in rows:
-            for caption in captions:
-                writer.writerow([f"images/{path.rsplit('/', 1)[1]}", caption])
-    return root / "captions.csv"
+    return write_catalogue(tmp_path_factory.mktemp("catalogue"), per_kind=2, size=32, val_every=None)
 
 
 @pytest.fixture(scope="module")
