@@ -73,23 +73,33 @@ def training_batches(
         raise ValueError(f"{len(shards)} feature rows for {len(tokens)} token rows")
     clock = clock if clock is not None else EpochClock()
 
-    def batches():
-        epoch = clock.take()
-        for rows in batch_rows(
-            len(shards), batch_size, seed=seed, epoch=epoch, shuffle=shuffle, worker=worker, workers=workers
-        ):
-            # rows are read in batch order (the pages are in the page cache after the first epoch)
-            chosen = tokens[rows]
-            yield (shards.rows(rows), chosen[:, :, :-1]), chosen[:, :, 1:]
+    steps = math.ceil(len(shards) / batch_size)
+    epoch_batches: list[np.ndarray] = []
+
+    def read(step):
+        # a map over the step numbers, not Dataset.from_generator: with a generator feeding it the
+        # training step itself ran much slower on 2 cores, whatever the generator yielded (the epoch
+        # times before and after the change are in benchmarks/results/train_memory.json)
+        if int(step) == 0 or not epoch_batches:  # a new pass over the data: the next epoch's order
+            epoch_batches[:] = batch_rows(
+                len(shards), batch_size, seed=seed, epoch=clock.take(), shuffle=shuffle, worker=worker, workers=workers
+            )
+        rows = epoch_batches[int(step)]
+        chosen = tokens[rows]
+        return shards.rows(rows), chosen[:, :, :-1], chosen[:, :, 1:]
 
     k, t = tokens.shape[1], tokens.shape[2]
     grid, channels = shards.grid_shape
-    signature = (
-        (tf.TensorSpec((None, grid, channels), tf.float32), tf.TensorSpec((None, k, t - 1), tf.int32)),
-        tf.TensorSpec((None, k, t - 1), tf.int32),
-    )
-    dataset = tf.data.Dataset.from_generator(batches, output_signature=signature)
-    steps = math.ceil(len(shards) / batch_size)
+
+    def batch(step):
+        features, inputs, targets = tf.numpy_function(read, [step], [tf.float32, tf.int32, tf.int32])
+        features.set_shape((None, grid, channels))
+        inputs.set_shape((None, k, t - 1))
+        targets.set_shape((None, k, t - 1))
+        return (features, inputs), targets
+
+    # sequential map: step 0 of every pass is read first, so it is the one that draws the epoch
+    dataset = tf.data.Dataset.range(steps).map(batch, deterministic=True)
     return dataset.apply(tf.data.experimental.assert_cardinality(steps)).prefetch(2)
 
 

@@ -192,3 +192,47 @@ def test_captioner_with_attention_lstm_trains_with_regularisation_and_round_trip
     assert loaded.decoder_name == "attention_lstm"
     assert loaded.caption(paths) == captioner.caption(paths)
     assert loaded.caption(paths, beam_width=2) == captioner.caption(paths, beam_width=2)
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.2])
+@pytest.mark.parametrize("gradients_now", [True, False])
+def test_chunked_output_loss_equals_the_dense_layer_loss_and_gradients(smoothing, gradients_now):
+    import tensorflow as tf
+
+    from gemcaption.captioning.decoders.output_loss import output_cross_entropy
+
+    rng = np.random.default_rng(3)
+    hidden = tf.constant(rng.normal(size=(11, 6)).astype("float32"))  # 11 tokens: chunks of 4, 4 and 3
+    kernel = tf.Variable(rng.normal(size=(6, 9)).astype("float32"))
+    bias = tf.Variable(rng.normal(size=(9,)).astype("float32"))
+    targets = tf.constant(rng.integers(0, 9, size=11).astype("int32"))
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(hidden)
+        logp = tf.nn.log_softmax(hidden @ kernel + bias)
+        dense = -tf.reduce_sum(
+            (1 - smoothing) * tf.gather(logp, targets, batch_dims=1) + smoothing * tf.reduce_mean(logp, -1)
+        )
+        chunked, hits = output_cross_entropy(
+            hidden, kernel, bias, targets, smoothing=smoothing, gradients_now=gradients_now, chunk=4
+        )
+    assert float(chunked) == pytest.approx(float(dense), rel=1e-5)
+    assert float(hits) == float(np.sum(np.argmax(logp, -1) == targets.numpy()))
+    variables = [hidden, kernel, bias]
+    for expected, got in zip(tape.gradient(dense, variables), tape.gradient(chunked, variables)):
+        np.testing.assert_allclose(got.numpy(), expected.numpy(), atol=1e-5)
+
+
+def test_chunked_output_loss_of_no_tokens_is_zero_with_zero_gradients():
+    import tensorflow as tf
+
+    from gemcaption.captioning.decoders.output_loss import output_cross_entropy
+
+    hidden = tf.zeros((0, 6))
+    kernel = tf.Variable(tf.ones((6, 9)))
+    bias = tf.Variable(tf.ones((9,)))
+    with tf.GradientTape() as tape:
+        tape.watch(hidden)
+        loss, hits = output_cross_entropy(hidden, kernel, bias, tf.zeros((0,), tf.int32), gradients_now=True)
+    d_hidden, d_kernel, d_bias = tape.gradient(loss, [hidden, kernel, bias])
+    assert float(loss) == 0.0 and float(hits) == 0.0
+    assert d_hidden.shape == (0, 6) and not np.any(d_kernel.numpy()) and not np.any(d_bias.numpy())

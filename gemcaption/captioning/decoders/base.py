@@ -47,20 +47,28 @@ class CaptionDecoder(keras.Model):
 
         With ``training=True`` and ``label_smoothing`` = e > 0 the loss is the cross-entropy
         against (1 - e) * one-hot + e / vocab (Szegedy et al. 2016): (1 - e) * CE + e * mean over
-        the vocabulary of -log p. Validation (``training=False``) always reports plain CE."""
+        the vocabulary of -log p. Validation (``training=False``) always reports plain CE. The
+        output layer runs a chunk of tokens at a time (:mod:`.output_loss`)."""
+        from .output_loss import output_cross_entropy
+
+        self._build_once(inputs)  # the output layer's kernel must exist
         targets = ops.reshape(ops.cast(targets, "int32"), (-1,))
         keep = ops.where(ops.not_equal(targets, 0))[0]
         targets = ops.take(targets, keep)
-        logits = self.output_dense(self.packed_hidden_states(inputs, keep, training=training))
+        hidden = self.packed_hidden_states(inputs, keep, training=training)
+        layer = self.output_dense
+        total, hits = output_cross_entropy(
+            hidden,
+            layer.kernel,
+            layer.bias,
+            targets,
+            smoothing=self.label_smoothing if training else 0.0,
+            gradients_now=training,
+        )
         # means that are 0, not NaN, over no tokens (a worker's share of a last, small batch can be empty)
         count = ops.shape(targets)[0]
-        over = ops.cast(ops.maximum(count, 1), logits.dtype)
-        loss = ops.sum(ops.sparse_categorical_crossentropy(targets, logits, from_logits=True)) / over
-        if training and self.label_smoothing > 0:
-            uniform = -ops.sum(ops.mean(ops.log_softmax(logits, axis=-1), axis=-1)) / over
-            loss = (1.0 - self.label_smoothing) * loss + self.label_smoothing * uniform
-        hits = ops.cast(ops.equal(ops.cast(ops.argmax(logits, axis=-1), "int32"), targets), "float32")
-        return loss, ops.sum(hits) / over, count
+        over = ops.cast(ops.maximum(count, 1), total.dtype)
+        return total / over, hits / over, count
 
     def _track(self, loss, accuracy, count):
         count = ops.cast(count, "float32")
