@@ -99,7 +99,6 @@ class CaptionDecoder(keras.Model):
         import tensorflow as tf
 
         inputs, targets = data[0], data[1]
-        self._build_once(inputs)
         with tf.GradientTape() as tape:
             loss, accuracy, count = self.packed_loss(inputs, targets, training=True)
             weighted = loss * _share_of_all_tokens(count)  # inside the tape: its gradient is recorded
@@ -109,7 +108,6 @@ class CaptionDecoder(keras.Model):
 
     def test_step(self, data):
         inputs, targets = data[0], data[1]
-        self._build_once(inputs)
         return self._track(*self.packed_loss(inputs, targets, training=False))
 
     @property

@@ -1,9 +1,9 @@
 """The output layer's cross-entropy computed a chunk of tokens at a time, so the vocabulary-sized
 logits of a whole batch never exist at once.
 
-A training step's packed tokens (about 4,000 on Flickr8k at batch 64) times the vocabulary (about
-8,000 words) are 130 MB of float32 logits; the softmax and its gradient are as large again, and
-they came and went on every step on top of everything else (benchmarks/results/train_memory.json).
+A training step's packed tokens times the vocabulary are one float32 logits tensor (an estimate for
+Flickr8k at batch 64: about 4,000 tokens x 8,000 words, 130 MB); the softmax and its gradient are as
+large again, and they came and went on every step on top of everything else.
 :func:`output_cross_entropy` instead walks the tokens in chunks of :data:`CHUNK_TOKENS` in a
 ``tf.while_loop`` that runs one chunk at a time. With ``gradients_now=True`` (training) each chunk's
 gradient with respect to the hidden states, the kernel and the bias is accumulated in the same pass
