@@ -8,6 +8,7 @@ from fakes import FakeCaptioner, make_image
 from gemcaption.errors import ConfigError, ModelError
 from gemcaption.retrieval.retriever import Retriever
 from gemcaption.retrieval.sharded_index import (
+    GATHER_ROWS,
     TARGET_RECALL,
     ShardedIndex,
     build_index_from_shards,
@@ -15,6 +16,7 @@ from gemcaption.retrieval.sharded_index import (
     read_embedding_shard,
     write_embedding_shard,
 )
+from gemcaption.retrieval.sharded_index import _MappedRows as MappedRows
 from gemcaption.retrieval.vector_index import VectorIndex
 
 DIM, PER_SHARD, SHARDS = 64, 5000, 4
@@ -75,6 +77,22 @@ def test_build_matches_exact_search_at_the_target_recall(built):
     scores = [s for _, s in found[0]]
     assert scores == sorted(scores, reverse=True)
     assert ShardedIndex.open(built["root"] / "index").search(queries[:20], 10) == found[:20]
+
+
+def test_the_on_disk_part_scans_fast_and_reads_the_right_rows_bounded_or_not(built):
+    import faiss
+
+    base = built["index"].parts[0]
+    assert isinstance(base.search_index, faiss.IndexIVFPQFastScan) and base.labels_are_rows
+    originals = {}
+    for shard in built["shards"]:
+        ids, vectors = read_embedding_shard(shard)
+        originals.update(zip(ids.tolist(), np.asarray(vectors, np.float32)))
+    rows = np.random.default_rng(2).integers(0, len(base.ids), 2 * GATHER_ROWS + 7)
+    expected = np.stack([originals[int(i)] for i in base.ids[rows]])
+    path = built["root"] / "index" / "sharded_base_vectors.npy"
+    for bounded in (False, True):
+        assert np.array_equal(MappedRows(path, len(base.ids), DIM, bounded=bounded).take(rows), expected)
 
 
 def test_search_checks_its_input(built):
