@@ -240,7 +240,7 @@ class Captioner:
         import keras
 
         from .shards import FeatureShards
-        from .training import caption_array
+        from .training import caption_array, release_training_memory
         from .vocabulary import Vocabulary
 
         settings = TrainingConfig() if config is None else TrainingConfig.from_config(config)
@@ -305,6 +305,7 @@ class Captioner:
         if cluster is not None:
             history["worker"], history["workers"] = cluster.worker, cluster.workers
         self.history = history
+        release_training_memory(self.decoder)
         if space and (cluster is None or cluster.is_chief):  # the space trains on the chief only
             from ..space.training import train_captioner_space
 

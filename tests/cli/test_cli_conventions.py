@@ -158,3 +158,15 @@ def test_every_help_text_shows_the_defaults(capsys):
 def test_help_and_version_return_0_from_main(capsys):
     assert main(["caption", "--help"]) == 0
     assert "usage: gemcaption caption" in capsys.readouterr().out
+
+
+def test_the_malloc_arena_cap_is_applied_unless_the_environment_sets_one(monkeypatch):
+    import ctypes
+
+    from gemcaption.cli import limit_malloc_arenas
+
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    assert limit_malloc_arenas() is False  # the user's setting wins (glibc read it at start)
+    monkeypatch.delenv("MALLOC_ARENA_MAX")
+    has_mallopt = hasattr(ctypes.CDLL(None), "mallopt")
+    assert limit_malloc_arenas() is has_mallopt
