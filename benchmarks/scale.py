@@ -48,6 +48,14 @@ def _index_rows(payload: dict) -> list[tuple[str, object]]:
         ("index on disk", f"{payload['index_gb']:.2f} GB"),
         ("load (checksums included)", f"{payload['load_s']:.1f} s"),
     ]
+    first = payload.get("first_batch_after_open")
+    if first:
+        rows.append(
+            (
+                f"first batch after opening, {first['params']}",
+                f"recall@10 {first['recall@10']:.3f}, {first['qps']:,.0f} q/s",
+            )
+        )
     for row in payload["rows"]:
         rows.append(
             (

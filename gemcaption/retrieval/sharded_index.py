@@ -64,7 +64,6 @@ PQ_TRAIN_POINTS = 65_536
 QUANTIZER_EF = 64  # efSearch of the HNSW over the centroids when assigning vectors (and its floor when searching)
 SEARCH_BLOCK = 256  # queries re-ranked at a time
 EXACT_BLOCK_SCORES = 1 << 25  # query x vector scores per block of exact_top_k (128 MiB of float32)
-GATHER_ROWS = 4096  # rows gathered between page drops of a bounded _MappedRows (at most 256 MiB mapped)
 PREFIX = "sharded_"
 
 
@@ -236,32 +235,33 @@ def exact_top_k(queries: np.ndarray, shards: Iterable[PathLike], k: int, exclude
 
 
 class _MappedRows:
-    """Rows of a float16 ``(n, dim)`` ``.npy`` file through one read-only memory map.
+    """Rows of a float16 ``(n, dim)`` ``.npy`` file, read through one read-only memory map kept open,
+    or, when ``bounded``, with one ``os.pread`` a row and no map at all.
 
-    Page faults are what gathering scattered rows costs (about 6 us a row on 10M vectors, where a
-    fresh mapping per search faulted on nearly every row); one mapping kept open faults each page
-    only once. The pages read then count in this process's resident memory (file-backed: page cache,
-    shared and reclaimable) up to the file's size, unless ``bounded``: then they are dropped from
-    the mapping (``madvise(MADV_DONTNEED)``; they stay in the page cache) after every
-    ``GATHER_ROWS`` rows, because the kernel maps up to 64 KiB around each page read and a
-    build's tuning searches would otherwise make the whole file resident."""
+    Page faults are what gathering scattered rows through a map costs (about 6 us a row on 10M
+    vectors, where a fresh map per search faulted on nearly every row); a map kept open faults each
+    page once, but the pages read then count in this process's resident memory (file-backed: page
+    cache, shared and reclaimable) up to the file's size, as the kernel maps up to 64 KiB around
+    each page read. ``bounded`` reads keep them out (about 2 us a row): for a build's tuning
+    searches, whose peak memory matters more than their speed."""
 
     def __init__(self, path: Path, rows: int, dim: int, *, bounded: bool = False):
         header = np.load(str(path), mmap_mode="r", allow_pickle=False)
-        offset = int(header.offset)
+        self.offset, self.dim, self.bounded = int(header.offset), int(dim), bounded
         del header
-        with open(path, "rb") as handle:
-            self.map = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
-        self.array = np.frombuffer(self.map, np.float16, count=rows * dim, offset=offset).reshape(rows, dim)
-        self.bounded = bounded
+        self.handle = open(path, "rb")  # noqa: SIM115 (lives as long as this object)
+        self.array: np.ndarray | None = None
+        if not bounded:
+            self.map = mmap.mmap(self.handle.fileno(), 0, access=mmap.ACCESS_READ)
+            self.array = np.frombuffer(self.map, np.float16, count=rows * dim, offset=self.offset).reshape(rows, dim)
 
     def take(self, rows: np.ndarray) -> np.ndarray:
-        if not self.bounded:
+        if self.array is not None:
             return np.take(self.array, rows, axis=0).astype(np.float32)
-        out = np.empty((len(rows), self.array.shape[1]), np.float32)
-        for start in range(0, len(rows), GATHER_ROWS):
-            out[start : start + GATHER_ROWS] = np.take(self.array, rows[start : start + GATHER_ROWS], axis=0)
-            self.map.madvise(mmap.MADV_DONTNEED)
+        out = np.empty((len(rows), self.dim), np.float32)
+        size, fd = 2 * self.dim, self.handle.fileno()
+        for position, row in enumerate(np.asarray(rows).tolist()):
+            out[position] = np.frombuffer(os.pread(fd, size, self.offset + row * size), np.float16)
         return out
 
 

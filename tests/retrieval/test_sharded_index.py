@@ -8,7 +8,6 @@ from fakes import FakeCaptioner, make_image
 from gemcaption.errors import ConfigError, ModelError
 from gemcaption.retrieval.retriever import Retriever
 from gemcaption.retrieval.sharded_index import (
-    GATHER_ROWS,
     TARGET_RECALL,
     ShardedIndex,
     build_index_from_shards,
@@ -88,7 +87,7 @@ def test_the_on_disk_part_scans_fast_and_reads_the_right_rows_bounded_or_not(bui
     for shard in built["shards"]:
         ids, vectors = read_embedding_shard(shard)
         originals.update(zip(ids.tolist(), np.asarray(vectors, np.float32)))
-    rows = np.random.default_rng(2).integers(0, len(base.ids), 2 * GATHER_ROWS + 7)
+    rows = np.random.default_rng(2).integers(0, len(base.ids), 9000)
     expected = np.stack([originals[int(i)] for i in base.ids[rows]])
     path = built["root"] / "index" / "sharded_base_vectors.npy"
     for bounded in (False, True):
