@@ -314,6 +314,7 @@ class Captioner:
             self.space = train_captioner_space(
                 self, x_train, train_captions, x_val, val_captions, space_config, verbose=int(progress)
             )
+            release_training_memory()  # before the caller saves: the space's steps are freed by now
         return history
 
     def _fit_decoder(
