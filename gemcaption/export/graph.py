@@ -58,8 +58,12 @@ class ServingGraph:
             images,
             fn_output_signature=tf.TensorSpec((size, size, 3), tf.uint8),
         )
-        grid = self.encoder(tf.cast(pixels, tf.float32), training=False)
-        grid = tf.reshape(grid, (tf.shape(grid)[0], -1, grid.shape[-1]))
+        # the encoder's graph fails on an empty batch (TensorFlow 2.21: a batch-norm shape error), so a
+        # black image stands in for none and its grid is dropped
+        count = tf.shape(pixels)[0]
+        pixels = tf.concat([pixels, tf.zeros([1, size, size, 3], pixels.dtype)], axis=0)[: tf.maximum(count, 1)]
+        grid = self.encoder(tf.cast(pixels, tf.float32), training=False)[:count]
+        grid = tf.reshape(grid, (count, -1, grid.shape[-1]))
         return tf.cast(tf.cast(grid, tf.float16), tf.float32)
 
     def greedy_ids(self, grid):
