@@ -21,7 +21,7 @@ def release_training_memory(model=None) -> None:
     """Drop ``model``'s compiled train and test steps (the next ``fit`` compiles them again) and give
     the C heap's free pages back to the system (glibc ``malloc_trim``; nothing elsewhere). Run
     between the caption decoder's fit and the space's, so the second does not stack on memory that
-    the first's steps freed but the allocator kept (benchmarks/results/train_memory.json)."""
+    the first's steps freed but the allocator kept (docs/scaling.md, "Bounded memory")."""
     if model is not None:
         model.train_function = model.test_function = None
     gc.collect()

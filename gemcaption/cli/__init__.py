@@ -33,9 +33,8 @@ M_ARENA_MAX = -8  # glibc's mallopt parameter number
 def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
     """Cap glibc's malloc arenas at ``arenas``, as ``MALLOC_ARENA_MAX`` does, unless that variable is
     set; True when capped (False off glibc). By default each TensorFlow thread that allocates gets
-    an arena of its own, and the memory freed after every training step stays spread over them: the
-    peak resident memory of ``gemcaption train`` on Flickr8k with and without the cap is in
-    benchmarks/results/train_memory.json."""
+    an arena of its own, and the memory freed after every training step stays spread over them
+    (docs/scaling.md, "Bounded memory")."""
     if "MALLOC_ARENA_MAX" in os.environ:
         return False
     try:
