@@ -375,18 +375,37 @@ class Retriever:
             results = [[] for _ in images]
         else:
             sources = [s if isinstance(s, (str, Path)) else d for s, d in zip(images, decoded)]
-            captions = self.captioner.caption(sources, sampler=self.sampler)
-            for source, text in zip(images, captions):
-                if text is None:
-                    raise ImageError(f"{_source_name(source)}: not a readable image")
+            captions, grids = self._caption_queries(images, sources)
             visual = None
             if self.hybrid_weight and self.visual is not None and self.visual_mean is not None and len(self.visual):
-                visual = l2_normalize(np.asarray(self.captioner.image_features(sources), np.float32) - self.visual_mean)
+                pooled = grids.mean(axis=1) if grids is not None else self.captioner.image_features(sources)
+                visual = l2_normalize(np.asarray(pooled, np.float32) - self.visual_mean)
             queries = self.embedder.transform(captions)
             if hasattr(self.embedder, "image_query"):  # a learned space: projection + generated caption
-                queries = self.embedder.image_query(queries, self.embedder.projections(self.captioner, sources))
+                projections = (
+                    self.embedder.projections_of_grids(grids)
+                    if grids is not None
+                    else self.embedder.projections(self.captioner, sources)
+                )
+                queries = self.embedder.image_query(queries, projections)
             results = self._search_vectors(queries, k, visual)
         return results[0] if single else results
+
+    def _caption_queries(self, images, sources) -> tuple[list[str], np.ndarray | None]:
+        """Generated captions of the query images and their feature grids, the encoder run once
+        for both (grids None for a captioner that only captions); ImageError naming an unreadable one."""
+        captioner = self.captioner
+        if hasattr(captioner, "encode") and hasattr(captioner, "caption_features"):
+            grids, kept = captioner.encode(sources)
+            if len(kept) != len(sources):
+                bad = next(i for i in range(len(sources)) if i not in set(kept))
+                raise ImageError(f"{_source_name(images[bad])}: not a readable image")
+            return list(captioner.caption_features(grids, self.sampler)), np.asarray(grids, np.float32)
+        captions = captioner.caption(sources, sampler=self.sampler)
+        for source, text in zip(images, captions):
+            if text is None:
+                raise ImageError(f"{_source_name(source)}: not a readable image")
+        return list(captions), None
 
     def _searchable(self) -> bool:
         return self.index is not None and len(self.metadata) > 0 and self.embedder.fitted

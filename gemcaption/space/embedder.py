@@ -56,6 +56,11 @@ class SpaceEmbedder:
             features, _ = captioner.encode(sources)
         return self.space.embed_images(features)
 
+    def projections_of_grids(self, grids) -> np.ndarray:
+        """Image projections of encoder feature grids (N, G, C) already computed, e.g. by the
+        captioner while captioning the same images."""
+        return self.space.embed_images(np.asarray(grids, np.float32))  # pooled there as the space pools
+
     def gallery(self, caption_groups, projections: np.ndarray) -> np.ndarray:
         """Index vectors, unit length: one per image from its group of captions (the generated one
         first, then its reference captions, possibly none) and its image projection."""

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fakes import write_shapes
+from PIL import Image
 
 import gemcaption  # noqa: F401  (sets the Keras backend)
 from gemcaption.captioning.captioner import Captioner
@@ -185,3 +186,21 @@ def test_index_from_a_space_model_answers_text_and_image_queries(trained, data, 
     assert loaded.embedder.fusion == trained.space.fusion
     again = loaded.search_image(paths[0], k=4)
     assert [h.id for h in again] == [h.id for h in retriever.search_image(paths[0], k=4)]
+
+
+def test_an_image_query_runs_the_encoder_once_and_scores_as_its_parts(trained, data, monkeypatch):
+    retriever = Retriever(trained, progress=False, hybrid_weight=0.3).build(data[0])
+    image = np.asarray(Image.open(data[0][4].image).convert("RGB"))  # an array: no cached features by path
+    calls = []
+    encode = trained.encode
+    monkeypatch.setattr(trained, "encode", lambda images, **kw: calls.append(len(images)) or encode(images, **kw))
+    found = retriever.search_image(image, k=5)
+    assert calls == [1]  # caption, projection and visual features all from one pass
+    monkeypatch.setattr(trained, "encode", encode)
+    caption = trained.caption([image])
+    embedder = retriever.embedder
+    query = embedder.image_query(embedder.transform(caption), embedder.projections(trained, [image]))
+    visual = trained.image_features([image]) - retriever.visual_mean
+    expected = retriever._search_vectors(query, 5, visual / np.linalg.norm(visual, axis=1, keepdims=True))[0]
+    assert [h.id for h in found] == [h.id for h in expected]
+    np.testing.assert_allclose([h.score for h in found], [h.score for h in expected], atol=1e-5)
