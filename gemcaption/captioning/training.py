@@ -3,9 +3,6 @@ and giving memory back between training stages."""
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import gc
 import io
 import json
 from pathlib import Path
@@ -14,19 +11,18 @@ import keras
 import numpy as np
 from keras import ops
 
+from ..heap import release_free_memory
 from ..persistence import atomic_write_bytes, atomic_write_text
 
 
 def release_training_memory(model=None) -> None:
     """Drop ``model``'s compiled train and test steps (the next ``fit`` compiles them again) and give
-    the C heap's free pages back to the system (glibc ``malloc_trim``; nothing elsewhere). Run
+    the C heap's free pages back to the system (:func:`gemcaption.heap.release_free_memory`). Run
     between the caption decoder's fit and the space's, so the second does not stack on memory that
     the first's steps freed but the allocator kept (docs/scaling.md, "Bounded memory")."""
     if model is not None:
         model.train_function = model.test_function = None
-    gc.collect()
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None).malloc_trim(0)
+    release_free_memory()
 
 
 def caption_array(captions_per_image, vocabulary, seq_len: int, max_captions: int | None = None) -> np.ndarray:

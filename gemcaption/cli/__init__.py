@@ -5,15 +5,14 @@
 
 Global options (``-q``/``--quiet``) are accepted before or after the command; ``--version``
 prints the release. Quiet mode also silences TensorFlow's C++ and absl logging, and Python
-warnings are printed once each, on one line, without source lines. The command caps glibc's malloc
-arenas (:func:`limit_malloc_arenas`) before TensorFlow starts its threads.
+warnings are printed once each, on one line, without source lines. The command sets glibc's heap up
+for long training runs (:func:`gemcaption.heap.tune_heap`) before TensorFlow starts its threads.
 
 Every parser is a :class:`~gemcaption.cli.arguments.CommandParser`: a bad argument is one line
 on stderr and status 2 (argparse's usage block is left out), and each option's help shows its
 default. Results go to stdout, everything else (progress, chatter, warnings, errors) to stderr."""
 
 import argparse
-import ctypes
 import importlib
 import logging
 import os
@@ -23,26 +22,9 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import GemcaptionError
+from ..heap import tune_heap
 from .arguments import CommandParser
 from .inputs import missing_file
-
-MALLOC_ARENAS = 2
-M_ARENA_MAX = -8  # glibc's mallopt parameter number
-
-
-def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
-    """Cap glibc's malloc arenas at ``arenas``, as ``MALLOC_ARENA_MAX`` does, unless that variable is
-    set; True when capped (False off glibc). By default each TensorFlow thread that allocates gets
-    an arena of its own, and the memory freed after every training step stays spread over them
-    (docs/scaling.md, "Bounded memory")."""
-    if "MALLOC_ARENA_MAX" in os.environ:
-        return False
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return False
-    return bool(mallopt(M_ARENA_MAX, int(arenas)))
-
 
 # Sub-command modules, in the order ``gemcaption --help`` lists them.
 COMMAND_MODULES = ["captioning", "retrieval", "classify", "serve", "export"]
@@ -116,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ``--version`` give 0.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    limit_malloc_arenas()
+    tune_heap()
     try:
         parser = build_parser()
         try:

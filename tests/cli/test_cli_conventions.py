@@ -160,13 +160,18 @@ def test_help_and_version_return_0_from_main(capsys):
     assert "usage: gemcaption caption" in capsys.readouterr().out
 
 
-def test_the_malloc_arena_cap_is_applied_unless_the_environment_sets_one(monkeypatch):
+def test_the_heap_settings_are_applied_unless_the_environment_sets_them(monkeypatch):
     import ctypes
 
-    from gemcaption.cli import limit_malloc_arenas
+    from gemcaption.heap import MALLOC_ARENAS, MMAP_THRESHOLD, TRIM_THRESHOLD, tune_heap
 
-    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
-    assert limit_malloc_arenas() is False  # the user's setting wins (glibc read it at start)
-    monkeypatch.delenv("MALLOC_ARENA_MAX")
-    has_mallopt = hasattr(ctypes.CDLL(None), "mallopt")
-    assert limit_malloc_arenas() is has_mallopt
+    for variable in ("MALLOC_ARENA_MAX", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "GLIBC_TUNABLES"):
+        monkeypatch.delenv(variable, raising=False)
+    if not hasattr(ctypes.CDLL(None), "mallopt"):
+        assert tune_heap() == {}
+        return
+    everything = {"arena_max": MALLOC_ARENAS, "mmap_threshold": MMAP_THRESHOLD, "trim_threshold": TRIM_THRESHOLD}
+    assert tune_heap() == everything
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")  # the user's settings win (glibc read them at start)
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.mmap_threshold=65536")
+    assert tune_heap() == {"trim_threshold": TRIM_THRESHOLD}
