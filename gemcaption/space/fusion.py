@@ -23,6 +23,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from .ranking import own_ranks
+
 
 def unit(x: np.ndarray) -> np.ndarray:
     """Rows scaled to unit length (zero rows stay zero), float32."""
@@ -77,18 +79,15 @@ QUERY_WEIGHTS = (0.0, 0.25, 0.5, 1.0)
 MIN_IMAGES = 5  # fewer validation images with captions: the default fusion is kept
 
 
-def _recall_sum(scores: np.ndarray, owners: np.ndarray) -> float:
-    """R@1 + R@5 + R@10 of queries (rows of ``scores``) whose relevant item is ``owners[row]``."""
-    own = scores[np.arange(len(owners)), owners]
-    ranks = 1 + (scores > own[:, None]).sum(axis=1)
+def _recall_sum(queries: np.ndarray, gallery: np.ndarray, owners: np.ndarray) -> float:
+    """R@1 + R@5 + R@10 of ``queries`` whose relevant gallery item is ``owners[row]``."""
+    ranks = own_ranks(queries, gallery, owners)
     return float(sum(np.mean(ranks <= k) for k in (1, 5, 10)))
 
 
-def _mean_average_precision(scores: np.ndarray) -> float:
-    """mAP of row i of ``scores`` retrieving item i (one relevant item: 1 / its rank)."""
-    own = np.diag(scores)
-    ranks = 1 + (scores > own[:, None]).sum(axis=1)
-    return float(np.mean(1.0 / ranks))
+def _mean_average_precision(queries: np.ndarray, gallery: np.ndarray) -> float:
+    """mAP of query i retrieving gallery item i (one relevant item: 1 / its rank)."""
+    return float(np.mean(1.0 / own_ranks(queries, gallery, np.arange(len(queries)))))
 
 
 def choose_fusion(embed_texts, projections, generated: Sequence[str], references: Sequence[Sequence[str]]):
@@ -112,14 +111,14 @@ def choose_fusion(embed_texts, projections, generated: Sequence[str], references
         owners.extend([row] * (len(refs) - half))
     refs_vectors, query_vectors, owners_array = np.stack(gallery_refs), embed_texts(queries), np.asarray(owners)
     best_gallery, t2i = choose_weights(
-        lambda f: _recall_sum(query_vectors @ f.gallery(projections, gen, refs_vectors).T, owners_array),
+        lambda f: _recall_sum(query_vectors, f.gallery(projections, gen, refs_vectors), owners_array),
         [Fusion(1.0, g, r, 0.0) for g in GALLERY_WEIGHTS for r in GALLERY_WEIGHTS],
     )
     sums = np.zeros_like(projections)
     np.add.at(sums, owners_array, query_vectors)
     described = unit(sums)
     best_query, i2t = choose_weights(
-        lambda f: _mean_average_precision(f.image_query(projections, gen) @ described.T),
+        lambda f: _mean_average_precision(f.image_query(projections, gen), described),
         [Fusion(query_generated=q) for q in QUERY_WEIGHTS],
     )
     fusion = Fusion(1.0, best_gallery.generated, best_gallery.reference, best_query.query_generated)

@@ -140,7 +140,7 @@ class CaptionSpace:
             grids = grids[:, None, :]
         if grids.ndim != 3 or grids.shape[-1] != self.channels:
             raise ModelError(f"the space expects features with {self.channels} channels, got shape {grids.shape}")
-        if self.config.image_pooling == "mean":
+        if self.config.image_pooling == "mean" and grids.shape[1] != 1:
             grids = np.asarray(grids, np.float32).mean(axis=1, keepdims=True)
         out = np.zeros((len(grids), self.dim), np.float32)
         for start in range(0, len(grids), batch_size):

@@ -21,6 +21,7 @@ import numpy as np
 from ..captioning.vocabulary import Vocabulary
 from ..errors import ConfigError, DatasetError
 from .config import SpaceConfig, default_space_config
+from .ranking import own_ranks
 from .space import CaptionSpace
 
 
@@ -52,10 +53,7 @@ def t2i_recalls(space: CaptionSpace, grids, captions: Sequence[Sequence[str]]) -
     """Text -> image R@1/5/10 of every caption of ``captions`` against the images of ``grids``."""
     owners = np.array([i for i, caps in enumerate(captions) for _ in caps])
     texts = space.embed_texts([c for caps in captions for c in caps])
-    images = space.embed_images(grids)
-    scores = texts @ images.T
-    own = scores[np.arange(len(owners)), owners]
-    ranks = 1 + (scores > own[:, None]).sum(axis=1)
+    ranks = own_ranks(texts, space.embed_images(grids), owners)
     return {f"r{k}": float(np.mean(ranks <= k)) for k in (1, 5, 10)}
 
 
@@ -135,8 +133,8 @@ def fit_space(
     if vocabulary is None:
         vocabulary = Vocabulary.build([c for caps in captions for c in caps], config.vocab_size, config.min_count)
     channels = grids.shape[-1]
-    if config.image_pooling == "mean":
-        grids = np.asarray(grids, np.float32).mean(axis=1, keepdims=True)  # float32 input: no copy
+    if config.image_pooling == "mean" and grids.shape[1] != 1:  # rows pooled already: no copy of them
+        grids = np.asarray(grids, np.float32).mean(axis=1, keepdims=True)
     model = build_model(config, len(vocabulary), channels)
     space = CaptionSpace(config, vocabulary, model, channels)
     if word_vectors is not None:
