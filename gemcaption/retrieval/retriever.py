@@ -398,7 +398,7 @@ class Retriever:
         if hasattr(captioner, "encode") and hasattr(captioner, "caption_features"):
             grids, kept = captioner.encode(sources)
             if len(kept) != len(sources):
-                bad = next(i for i in range(len(sources)) if i not in set(kept))
+                bad = min(set(range(len(sources))) - set(kept))
                 raise ImageError(f"{_source_name(images[bad])}: not a readable image")
             return list(captioner.caption_features(grids, self.sampler)), np.asarray(grids, np.float32)
         captions = captioner.caption(sources, sampler=self.sampler)
